@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates .venv and installs alchemist_magics (editable) with its test extras.
+# Idempotent: a second run only checks that everything is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# A local CPU build of torch installs in seconds where one is offered (find-links);
+# elsewhere the plain requirement below pulls the registry's build.
+.venv/bin/pip install -q "torch==2.13.0" >/dev/null 2>&1 || true
+.venv/bin/pip install -q -e ".[dev]"
