@@ -36,6 +36,7 @@ class Dataset:
         weak_labels: a stored label matrix (``int8``, ``-1`` = abstain), e.g. WRENCH's, or ``None``.
         ids: the row identifiers from the source (WRENCH ids, original index values).
         name: a short name for messages.
+        source: the folder or file the rows came from, when loaded from disk.
         notes: what loading changed or dropped, in words (shown to the user).
     """
 
@@ -46,6 +47,7 @@ class Dataset:
     weak_labels: np.ndarray | None = None
     ids: list = field(default_factory=list)
     name: str = "data"
+    source: str | None = None
     notes: list[str] = field(default_factory=list)
     _fingerprint: str | None = field(default=None, init=False, repr=False)
 
@@ -96,6 +98,7 @@ class Dataset:
             weak_labels=None if self.weak_labels is None else self.weak_labels[rows],
             ids=[self.ids[i] for i in rows] if self.ids else [],
             name=name or self.name,
+            source=self.source,
             notes=list(self.notes),
         )
 
@@ -248,7 +251,9 @@ def load_csv(
         df = pd.read_csv(path, sep=sep, header=header, names=names, quoting=3 if sep == "\t" else 0)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty: there are no rows to label") from None
-    return from_dataframe(df, text_column, label_column, classes, name=path.name, missing=missing)
+    dataset = from_dataframe(df, text_column, label_column, classes, name=path.name, missing=missing)
+    dataset.source = str(path)
+    return dataset
 
 
 # Fixes for measured defects of the WRENCH copies (see shared/data/SOURCES.md).
@@ -300,6 +305,7 @@ def load_wrench(folder: str | Path, *, fix_known_defects: bool = True) -> dict[s
             weak_labels=np.array(weak, dtype=np.int8) if all(w is not None for w in weak) else None,
             ids=ids,
             name=f"{folder.name}/{split}",
+            source=str(folder),
             notes=notes,
         )
     ids_file = folder / "labeled_ids.json"
