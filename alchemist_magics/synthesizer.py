@@ -1,0 +1,287 @@
+"""Offline program synthesizer: writes labeling programs from a few labeled rows, no LLM needed.
+
+It is the default "program source" when no LLM endpoint is configured. The programs it writes are
+ordinary, editable Python sources (a keyword list, a regex or a length threshold, and a 3-line
+function) that go through the same check / sandbox / label-model path as LLM-written ones.
+
+How it works (deterministic; a few seconds at most on ~10k texts):
+
+1. Every text becomes a set of binary features that a short program can test exactly: words and
+   two-word phrases (``\\w+`` tokens of the lower-cased text), the opening word or two, a handful of
+   shapes (a link, a long number, a currency sign, ...) and length thresholds.
+2. A multinomial naive Bayes model is fitted on the labeled rows and refined on the unlabeled texts
+   by EM (Nigam et al., 2000). This is how the unlabeled data grows the rules: a word never seen in
+   the labeled rows still gets a class if it keeps company with words that have one.
+3. Each feature gets a smoothed precision per class from the labeled rows plus the soft
+   EM labels of the unlabeled rows. Features well above the class prior become rules.
+4. Rules are grouped into programs per class: keyword lists (most precise first, in tiers), opening
+   phrases, one program per shape or length rule. Classes take turns until ``n_programs`` is
+   reached; each program's docstring states what it keys on and its accuracy on the labeled rows.
+
+Hyper-parameters are fixed up front (the constants below), not tuned on any benchmark test set.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer
+
+from .task import TaskSpec
+
+# Shapes a program can test with one regex on the raw text (name -> pattern).
+SHAPES = {
+    "link": r"(?i)https?://|www\.|\.com\b",
+    "long_number": r"\d{5,}",
+    "currency": r"[£$€]",
+    "exclamation": r"!",
+    "all_caps_word": r"\b[A-Z]{4,}\b",
+}
+LENGTH_QUANTILES = (0.1, 0.2, 0.3, 0.7, 0.8, 0.9)
+EM_ROUNDS = 5
+UNLABELED_WEIGHT = 0.3  # an EM-labeled row counts this much against a labeled one
+NB_ALPHA = 0.1
+PRECISION_ALPHA = 2.0  # pseudo-count pulling a rule's precision towards the class prior
+LIFT = 0.7  # a rule must close this share of the gap between the prior and a perfect rule
+MIN_SUPPORT = 3.0  # weighted rows (labeled + EM-labeled) a rule must fire on
+WORDS_PER_PROGRAM = 12
+MAX_UNLABELED = 20000  # larger pools are subsampled (with the seed) to stay fast
+
+
+@dataclass
+class _Feature:
+    kind: str  # "word" (word or phrase), "start" (opening words), "shape", "short", "long"
+    key: str  # the word/phrase, the shape name, or the length threshold as text
+
+
+@dataclass
+class _Rule:
+    feature: int  # column in the feature matrix
+    label: int
+    precision: float
+
+
+def synthesize_programs(
+    task: TaskSpec,
+    labeled_texts,
+    labels,
+    unlabeled_texts=(),
+    n_programs: int = 20,
+    seed: int = 0,
+) -> list[str]:
+    """Write up to ``n_programs`` labeling programs for ``task`` from a few labeled rows.
+
+    Args:
+        task: the labeling task (its class names name the programs and their docstrings).
+        labeled_texts: texts of the labeled rows.
+        labels: their class indices ``0..k-1`` (class names are accepted too).
+        unlabeled_texts: texts without labels; used to grow and check the rules.
+        n_programs: the most programs to return (fewer when the data support fewer rules).
+        seed: seeds the subsample of very large unlabeled pools; same inputs + seed = same output.
+
+    Returns:
+        Program sources, each defining one function ``f(text) -> class index or -1``.
+
+    Raises:
+        ValueError: mismatched lengths, unknown labels, or fewer than two classes labeled.
+    """
+    texts_l = [_as_text(t) for t in labeled_texts]
+    y = _label_indices(task, labels, len(texts_l))
+    if len(set(y.tolist())) < 2:
+        raise ValueError("label rows of at least two different classes to synthesize programs")
+    texts_u = [_as_text(t) for t in unlabeled_texts]
+    if len(texts_u) > MAX_UNLABELED:
+        keep = np.random.default_rng(seed).choice(len(texts_u), MAX_UNLABELED, replace=False)
+        texts_u = [texts_u[i] for i in np.sort(keep)]
+
+    features, X = _featurize(texts_l + texts_u)
+    X_l, X_u = X[: len(texts_l)], X[len(texts_l):]
+    k = task.cardinality
+    Y_l = np.eye(k)[y]
+    P_u = _em_naive_bayes(X_l, Y_l, X_u)
+    rules = _mine_rules(X_l, Y_l, X_u, P_u)
+    programs = _group_rules(rules, features, k)
+    sources = []
+    for label, kind, group in _take_turns(programs, k, n_programs):
+        fired = np.asarray(X_l[:, [r.feature for r in group]].sum(axis=1)).ravel() > 0
+        stats = (int(fired.sum()), int((fired & (y == label)).sum()))
+        sources.append(_write(task, label, kind, [features[r.feature] for r in group], stats, seed))
+    return _unique_names(sources)
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _label_indices(task: TaskSpec, labels, n: int) -> np.ndarray:
+    labels = list(labels)
+    if len(labels) != n:
+        raise ValueError(f"got {n} labeled texts but {len(labels)} labels; pass one label per text")
+    by_name = {c.casefold(): i for i, c in enumerate(task.classes)}
+    out = []
+    for value in labels:
+        if isinstance(value, str):
+            index = by_name.get(value.strip().casefold())
+        else:
+            index = int(value) if 0 <= int(value) < task.cardinality else None
+        if index is None:
+            raise ValueError(f"label {value!r} is not a class of {task.classes!r} (use 0..k-1 or a name)")
+        out.append(index)
+    return np.asarray(out, dtype=int)
+
+
+def _featurize(texts: list[str]) -> tuple[list[_Feature], sparse.csr_matrix]:
+    """Binary features that a program can test exactly (see the module docstring)."""
+    blocks, features = [], []
+    # Words and adjacent word pairs of the lower-cased text: the same tokens r"\w+" finds.
+    words = CountVectorizer(token_pattern=r"(?u)\w+", ngram_range=(1, 2), binary=True, min_df=2)
+    starts = CountVectorizer(analyzer=_openings, binary=True, min_df=2)
+    for kind, vectorizer in (("word", words), ("start", starts)):
+        try:
+            blocks.append(vectorizer.fit_transform(texts))
+        except ValueError:  # empty vocabulary: texts too short or too few
+            continue
+        features += [_Feature(kind, key) for key in vectorizer.get_feature_names_out()]
+    columns = [[bool(re.search(p, t)) for t in texts] for p in SHAPES.values()]
+    features += [_Feature("shape", name) for name in SHAPES]
+    lengths = np.array([len(t) for t in texts])
+    for q in LENGTH_QUANTILES:
+        cut = int(np.quantile(lengths, q))
+        long = q > 0.5
+        columns.append(lengths >= cut if long else lengths <= cut)
+        features.append(_Feature("long" if long else "short", str(cut)))
+    blocks.append(sparse.csr_matrix(np.array(columns, dtype=float).T))
+    return features, sparse.hstack(blocks, format="csr", dtype=float)
+
+
+def _openings(text: str) -> list[str]:
+    tokens = re.findall(r"\w+", text.lower())[:2]
+    return [" ".join(tokens[:n]) for n in range(1, len(tokens) + 1)]
+
+
+def _em_naive_bayes(X_l, Y_l, X_u) -> np.ndarray:
+    """Soft labels for the unlabeled rows: naive Bayes on the labeled rows, refined by EM."""
+    k = Y_l.shape[1]
+    P_u = np.zeros((X_u.shape[0], k))
+    for round_ in range(EM_ROUNDS + 1):
+        weights_u = P_u * UNLABELED_WEIGHT if round_ else P_u
+        counts = X_l.T @ Y_l + X_u.T @ weights_u  # features x classes
+        mass = Y_l.sum(axis=0) + weights_u.sum(axis=0)
+        log_prior = np.log((mass + 1.0) / (mass.sum() + k))
+        log_theta = np.log((counts + NB_ALPHA) / (counts.sum(axis=0) + NB_ALPHA * X_l.shape[1]))
+        if X_u.shape[0] == 0:
+            break
+        logits = X_u @ log_theta + log_prior
+        P_u = np.exp(logits - logits.max(axis=1, keepdims=True))
+        P_u /= P_u.sum(axis=1, keepdims=True)
+    return P_u
+
+
+def _mine_rules(X_l, Y_l, X_u, P_u) -> list[_Rule]:
+    """Features whose smoothed precision for a class is well above that class's prior."""
+    counts = np.asarray(X_l.T @ Y_l + X_u.T @ P_u)  # features x classes
+    support = counts.sum(axis=1)
+    prior = (Y_l.sum(axis=0) + P_u.sum(axis=0) + 1.0) / (Y_l.shape[0] + P_u.shape[0] + Y_l.shape[1])
+    precision = (counts + PRECISION_ALPHA * prior) / (support[:, None] + PRECISION_ALPHA)
+    # The labeled rows must not contradict the rule (smoothed labeled precision above the prior).
+    counts_l = np.asarray(X_l.T @ Y_l)
+    precision_l = (counts_l + prior) / (counts_l.sum(axis=1, keepdims=True) + 1.0)
+    floor = prior + LIFT * (1.0 - prior)
+    ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= MIN_SUPPORT)
+    ok &= Y_l.sum(axis=0) > 0  # never vote for a class no labeled row has
+    rows, cols = np.nonzero(ok)
+    rules = [_Rule(int(f), int(c), float(precision[f, c])) for f, c in zip(rows, cols)]
+    return sorted(rules, key=lambda r: (-r.precision, r.feature))
+
+
+def _group_rules(rules: list[_Rule], features: list[_Feature], k: int) -> list[list]:
+    """Per class, an ordered list of (kind, rules) program groups, most precise first."""
+    per_class = [[] for _ in range(k)]
+    for label in range(k):
+        mine = [r for r in rules if r.label == label]
+        words = _drop_covered_phrases([r for r in mine if features[r.feature].kind == "word"], features)
+        starts = [r for r in mine if features[r.feature].kind == "start"]
+        singles = [r for r in mine if features[r.feature].kind in ("shape", "short", "long")]
+        groups = [("word", words[i: i + WORDS_PER_PROGRAM]) for i in range(0, len(words), WORDS_PER_PROGRAM)]
+        if starts:
+            groups.insert(1, ("start", _drop_covered_phrases(starts, features)[:WORDS_PER_PROGRAM]))
+        for rule in singles[:2]:
+            groups.insert(1, (features[rule.feature].kind, [rule]))
+        per_class[label] = groups
+    return per_class
+
+
+def _drop_covered_phrases(rules: list[_Rule], features: list[_Feature]) -> list[_Rule]:
+    """A phrase adds nothing next to a keyword it starts with or contains."""
+    keys = {features[r.feature].key for r in rules}
+    return [r for r in rules if not (" " in features[r.feature].key
+                                     and any(w in keys for w in features[r.feature].key.split()))]
+
+
+def _take_turns(per_class: list[list], k: int, n_programs: int):
+    """Classes take turns, each offering its next most precise group, until the budget is spent."""
+    chosen, turn = [], 0
+    while len(chosen) < n_programs and any(turn < len(g) for g in per_class):
+        for label in range(k):
+            if turn < len(per_class[label]) and len(chosen) < n_programs:
+                kind, group = per_class[label][turn]
+                chosen.append((label, kind, group))
+        turn += 1
+    return chosen
+
+
+def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats, seed: int) -> str:
+    """Render one readable program."""
+    name = task.classes[label]
+    fired, right = stats
+    accuracy = f"{right}/{fired} right ({right / fired:.0%})" if fired else "never fires"
+    header = f'# Written by the offline synthesizer (seed {seed}). On the labeled rows: {accuracy}.\n'
+    keys = [f.key for f in feats]
+    if kind in ("word", "start"):
+        listing = "\n".join(f"    {k!r}," for k in keys)
+        anchor = r"^\W*" if kind == "start" else r"\b"
+        what = "starts with" if kind == "start" else "contains"
+        fname = _identifier(f"{name}_if_{'starts_' if kind == 'start' else ''}{'_or_'.join(keys[:2])}")
+        return (
+            f"import re\n\n{header}WORDS = [\n{listing}\n]\n"
+            f'PATTERN = re.compile(r"{anchor}(?:" + "|".join(re.escape(w).replace(r"\\ ", r"\\W+") '
+            f'for w in WORDS) + r")\\b")\n\n\n'
+            f"def {fname}(text):\n"
+            f'    """Vote {name!r} ({label}) if the lower-cased text {what} one of WORDS, else abstain."""\n'
+            f"    return {label} if PATTERN.search(text.lower()) else -1\n"
+        )
+    if kind == "shape":
+        fname = _identifier(f"{name}_if_{keys[0]}")
+        return (
+            f"import re\n\n{header}{keys[0].upper()} = re.compile(r{SHAPES[keys[0]]!r})\n\n\n"
+            f"def {fname}(text):\n"
+            f'    """Vote {name!r} ({label}) if the text has a {keys[0].replace("_", " ")}, else abstain."""\n'
+            f"    return {label} if {keys[0].upper()}.search(text) else -1\n"
+        )
+    op, word = (">=", "long") if kind == "long" else ("<=", "short")
+    fname = _identifier(f"{name}_if_{word}")
+    return (
+        f"{header}\n\ndef {fname}(text):\n"
+        f'    """Vote {name!r} ({label}) if the text is {word} ({op} {keys[0]} characters), else abstain."""\n'
+        f"    return {label} if len(text) {op} {keys[0]} else -1\n"
+    )
+
+
+def _identifier(text: str) -> str:
+    ident = re.sub(r"\W+", "_", text.lower(), flags=re.ASCII).strip("_")[:48].rstrip("_")
+    return ident if ident and not ident[0].isdigit() else f"vote_{ident}"
+
+
+def _unique_names(sources: list[str]) -> list[str]:
+    """Give repeated function names a numeric suffix so every program is named distinctly."""
+    seen: dict[str, int] = {}
+    out = []
+    for source in sources:
+        name = re.search(r"^def (\w+)\(", source, re.M).group(1)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            source = source.replace(f"def {name}(", f"def {name}_{seen[name]}(", 1)
+        out.append(source)
+    return out
