@@ -1,0 +1,141 @@
+"""A fake OpenAI-compatible chat server on 127.0.0.1 with a real socket, for tests and benches.
+
+Point the real ``openai`` client at ``server.base_url``. Replies come from ``server.script`` (a
+queue of actions, consumed first) and then from ``server.responder(body) -> action``. An action
+is a dict with any of:
+
+    content        reply text (default: a small labeling program)
+    finish_reason  default "stop"; "length" makes a truncated reply
+    usage          {"prompt_tokens", "completion_tokens"}; default: word counts, deterministic
+    status         HTTP status (429, 500, ...); non-200 sends an OpenAI-style error body
+    headers        extra response headers, e.g. {"Retry-After": "0.2"}
+    body           raw bytes to send instead of JSON (malformed / empty bodies)
+    no_choices     True sends ``"choices": []``
+    delay          seconds to sleep before answering (slow replies, timeouts)
+
+The server counts requests and sums the ``usage`` it actually sent, so tests can compare the
+client's cost meter with the server's own books.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PROGRAM_REPLY = """Here is a labeling function.
+
+```python
+def label_function(text):
+    if "http" in text.lower():
+        return 1
+    return -1
+```
+"""
+
+
+def default_action(body: dict) -> dict:
+    return {"content": PROGRAM_REPLY}
+
+
+def word_usage(body: dict, content: str) -> dict:
+    prompt = sum(len(str(m.get("content", "")).split()) + 3 for m in body.get("messages", [])) + 3
+    return {"prompt_tokens": prompt, "completion_tokens": len(content.split())}
+
+
+class FakeOpenAI:
+    """Start with ``with FakeOpenAI() as server:`` (or ``start()``/``stop()``)."""
+
+    def __init__(self, responder=default_action, latency_s: float = 0.0):
+        self.responder = responder
+        self.latency_s = latency_s
+        self.script: collections.deque = collections.deque()
+        self.requests: list[dict] = []
+        self.request_times: list[float] = []
+        self.served = {"prompt_tokens": 0, "completion_tokens": 0}
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    # -- control ----------------------------------------------------------------------------
+    def push(self, *actions: dict) -> None:
+        """Queue actions for the next requests, in arrival order."""
+        self.script.extend(actions)
+
+    @property
+    def request_count(self) -> int:
+        return len(self.requests)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> "FakeOpenAI":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                server._handle(self)
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- serving ----------------------------------------------------------------------------
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = json.loads(h.rfile.read(length) or b"{}")
+        with self._lock:
+            self.requests.append(body)
+            self.request_times.append(time.monotonic())
+            action = self.script.popleft() if self.script else None
+        if action is None:
+            action = self.responder(body)
+        time.sleep(action.get("delay", self.latency_s))
+        status = action.get("status", 200)
+        usage = None
+        if "body" in action:
+            payload = action["body"]
+        elif status != 200:
+            payload = json.dumps({"error": {"message": f"injected {status}", "type": "fake",
+                                            "code": status}}).encode()
+        else:
+            content = action.get("content", PROGRAM_REPLY)
+            usage = action.get("usage") or word_usage(body, content)
+            choices = [] if action.get("no_choices") else [{
+                "index": 0, "message": {"role": "assistant", "content": content},
+                "finish_reason": action.get("finish_reason", "stop")}]
+            payload = json.dumps({
+                "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
+                "created": int(time.time()), "model": body.get("model", "fake"),
+                "choices": choices, "usage": {**usage, "total_tokens": sum(usage.values())},
+            }).encode()
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            for name, value in action.get("headers", {}).items():
+                h.send_header(name, value)
+            h.end_headers()
+            h.wfile.write(payload)
+        except OSError:  # the client gave up (timeout): nothing was delivered, nothing billed
+            return
+        if usage is not None:
+            with self._lock:
+                for k in self.served:
+                    self.served[k] += usage[k]
