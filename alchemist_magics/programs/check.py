@@ -1,0 +1,167 @@
+"""Static check of a program's source (AST): structure, imports, and names that reach outside.
+
+This is the first line of defence and gives readable reasons; the sandbox (``sandbox.py``) is the
+second and does not rely on it.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_ALLOWED_IMPORTS = frozenset(
+    {"re", "math", "string", "collections", "itertools", "functools", "statistics", "unicodedata", "datetime", "numpy"}
+)
+
+FORBIDDEN_CALLS = frozenset(
+    {"exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars", "getattr", "setattr",
+     "delattr", "breakpoint", "input", "exit", "quit", "memoryview"}
+)
+# Modules that touch the process, files, network or the interpreter; also refused as attribute names
+# so that e.g. ``np.os`` or ``some_module.sys`` cannot reach them.
+FORBIDDEN_MODULES = frozenset(
+    {"os", "sys", "subprocess", "socket", "ctypes", "importlib", "builtins", "pickle", "shutil", "pathlib",
+     "marshal", "signal", "resource", "gc", "inspect", "threading", "multiprocessing", "io", "tempfile",
+     "posix", "_thread", "code", "codeop", "pty", "mmap", "sqlite3", "urllib", "http", "asyncio"}
+)
+# numpy file I/O and native-code entry points, plus interpreter-internals attributes.
+FORBIDDEN_ATTRIBUTES = frozenset(
+    {"save", "savez", "savez_compressed", "savetxt", "load", "loadtxt", "genfromtxt", "fromfile", "tofile",
+     "memmap", "open_memmap", "fromregex", "ctypeslib", "f2py", "npyio", "DataSource", "dump", "dumps",
+     "Formatter", "f_globals", "f_locals", "f_back", "f_builtins", "f_code", "tb_frame", "gi_frame",
+     "cr_frame", "ag_frame", "gi_code", "co_code", "mro"}
+) | FORBIDDEN_CALLS | FORBIDDEN_MODULES
+
+_DUNDER = re.compile(r"__\w+__")
+_TOP_LEVEL_OK = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign, ast.AnnAssign)
+
+
+@dataclass
+class CheckResult:
+    """Outcome of :func:`check_program`: ``ok``, readable ``reasons`` when not, and the entry function."""
+
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+    entry: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__") and len(name) > 4
+
+
+def _function_refs(functions: dict[str, ast.FunctionDef]) -> dict[str, set[str]]:
+    """For each top-level function, the other top-level functions it names (calls or passes)."""
+    refs = {}
+    for name, node in functions.items():
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        refs[name] = (used & functions.keys()) - {name}
+    return refs
+
+
+def entry_candidates(tree: ast.Module) -> list[str]:
+    """Top-level functions that no other top-level function refers to (the rest are helpers)."""
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    refs = _function_refs(functions)
+    helpers = set().union(*refs.values()) if refs else set()
+    return [name for name in functions if name not in helpers]
+
+
+def find_entry(source: str) -> tuple[str | None, str]:
+    """The entry function's name, or ``(None, reason)``; parses only, no security check."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return None, f"syntax error on line {exc.lineno}: {exc.msg}"
+    entries = entry_candidates(tree)
+    if len(entries) == 1:
+        return entries[0], ""
+    if not entries:
+        return None, "no entry function: define one function that takes the row's input"
+    return None, f"several entry functions ({', '.join(entries)}): a program defines exactly one; split them"
+
+
+def _check_signature(node: ast.FunctionDef) -> str | None:
+    args = node.args
+    positional = args.posonlyargs + args.args
+    required = len(positional) - len(args.defaults)
+    required_kw = sum(d is None for d in args.kw_defaults)
+    if required == 1 and not required_kw or (required == 0 and args.vararg):
+        return None
+    return f"entry function {node.name}() must take exactly one argument (the row's input)"
+
+
+def check_program(source: str, allowed_imports: frozenset[str] | set[str] | None = None) -> CheckResult:
+    """Check that ``source`` is a program we are willing to run.
+
+    Rules: it parses; top level holds only imports, constants and function definitions; exactly one
+    entry function (taking one argument), other functions being helpers it calls; imports only from
+    ``allowed_imports`` (default :data:`DEFAULT_ALLOWED_IMPORTS`); no dunder names or attributes, no
+    ``exec``/``eval``/``open``/``getattr``-like builtins, no process/file/network modules, no numpy
+    file I/O. Every violation is listed with its line.
+    """
+    allowed = DEFAULT_ALLOWED_IMPORTS if allowed_imports is None else frozenset(allowed_imports)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return CheckResult(False, [f"syntax error on line {exc.lineno}: {exc.msg}"])
+    reasons = []
+    for node in tree.body:
+        if not isinstance(node, _TOP_LEVEL_OK) and not (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        ):
+            reasons.append(
+                f"line {node.lineno}: top-level {type(node).__name__} not allowed; only imports, constants and functions"
+            )
+    for node in ast.walk(tree):
+        reason = _node_reason(node, allowed)
+        if reason:
+            reasons.append(f"line {getattr(node, 'lineno', '?')}: {reason}")
+    entry, why = find_entry(source)
+    if entry is None:
+        reasons.append(why)
+    else:
+        bad_signature = _check_signature(next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == entry))
+        if bad_signature:
+            reasons.append(bad_signature)
+    return CheckResult(not reasons, list(dict.fromkeys(reasons)), entry)
+
+
+def _node_reason(node: ast.AST, allowed: frozenset[str]) -> str | None:
+    """Why one AST node is refused, or None."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, ast.ImportFrom) and (node.level or not node.module):
+            return "relative imports are not allowed"
+        modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+        for module in modules:
+            if module.split(".")[0] not in allowed:
+                return f"import of {module!r} is not allowed (allowed: {', '.join(sorted(allowed))})"
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    return f"'from {node.module} import *' is not allowed; import the names you use"
+                if alias.name in FORBIDDEN_ATTRIBUTES or _is_dunder(alias.name):
+                    return f"importing {alias.name!r} from {node.module} is not allowed"
+    elif isinstance(node, ast.Name):
+        if _is_dunder(node.id):
+            return f"dunder name {node.id!r} is not allowed"
+        if node.id in FORBIDDEN_CALLS:
+            return f"{node.id}() is not allowed in a program"
+        if node.id in FORBIDDEN_MODULES:
+            return f"name {node.id!r} refers to a forbidden module"
+    elif isinstance(node, ast.Attribute):
+        if _is_dunder(node.attr):
+            return f"dunder attribute '.{node.attr}' is not allowed"
+        if node.attr in FORBIDDEN_ATTRIBUTES:
+            return f"attribute '.{node.attr}' is not allowed (file I/O, native code or interpreter internals)"
+    elif isinstance(node, (ast.AsyncFunctionDef, ast.ClassDef)):
+        return f"{type(node).__name__} is not allowed in a program"
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DUNDER.search(node.value):
+        return "string constants may not mention dunder names (format strings can reach internals through them)"
+    else:
+        name = getattr(node, "arg", None) or getattr(node, "name", None)  # ast.arg, keyword, FunctionDef, alias
+        if isinstance(name, str) and _is_dunder(name):
+            return f"dunder name {name!r} is not allowed"
+    return None
