@@ -7,6 +7,7 @@ offline (no cache in ``TIKTOKEN_CACHE_DIR``) we fall back to an *approximate* co
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import warnings
@@ -172,6 +173,21 @@ class CostMeter:
             raise BudgetExceeded(f"cannot enforce budget_usd={self.budget_usd} for model {model!r} "
                                  f"with no known price; add it with meter.prices.set({model!r}, in, out)")
 
+    @contextlib.contextmanager
+    def limit(self, budget_usd: float | None):
+        """Within the block, spend at most ``budget_usd`` more (on top of any overall budget)."""
+        if budget_usd is None:
+            yield self
+            return
+        saved = self.budget_usd
+        with self._cond:
+            cap = self.spent_usd + self.unaccounted_usd + self._reserved + budget_usd
+            self.budget_usd = cap if saved is None else min(saved, cap)
+        try:
+            yield self
+        finally:
+            self.budget_usd = saved
+
     def reserve(self, amount_usd: float | None) -> float:
         """Hold ``amount_usd`` of the budget for one attempt; returns the amount held."""
         if self.budget_usd is None:
@@ -251,3 +267,37 @@ class CostMeter:
         cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
         return (f"CostMeter({s['requests']} requests, {s['cache_hits']} cache hits, "
                 f"{s['prompt_tokens']}+{s['completion_tokens']} tokens, {cost})")
+
+
+# A labeling program in a fenced block with a short explanation is typically 200-400 tokens;
+# we assume 400 for estimates (the worst case, max_tokens, is what the budget reserves).
+TYPICAL_PROGRAM_REPLY_TOKENS = 400
+
+
+@dataclass
+class Estimate:
+    """Expected and worst-case cost of a batch of requests, before sending them."""
+
+    requests: int
+    prompt_tokens: int
+    reply_tokens: int
+    expected_usd: float | None
+    worst_case_usd: float | None
+    method: str  # how prompt tokens were counted (tiktoken or the approximation)
+
+    def __str__(self) -> str:
+        usd = lambda v: "unknown" if v is None else f"${v:.4f}"  # noqa: E731
+        return (f"{self.requests} requests, ~{self.prompt_tokens} prompt + ~{self.reply_tokens} reply tokens: "
+                f"expected {usd(self.expected_usd)}, at most {usd(self.worst_case_usd)} ({self.method})")
+
+
+def estimate_requests(model: str, messages_list: list[list[dict]], *, reply_tokens: int, max_tokens: int,
+                      prices: PriceTable | None = None) -> Estimate:
+    """Estimate a batch: prompt tokens counted per request, ``reply_tokens`` assumed per reply."""
+    prices = prices or PriceTable()
+    counter = TokenCounter(model)
+    prompt = sum(counter.count_messages(m) for m in messages_list)
+    n = len(messages_list)
+    worst_prompt = sum(worst_case_prompt_tokens(m) for m in messages_list)
+    return Estimate(n, prompt, reply_tokens * n, prices.cost(model, prompt, reply_tokens * n),
+                    prices.cost(model, worst_prompt, max_tokens * n), counter.method)
