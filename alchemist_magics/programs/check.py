@@ -30,7 +30,7 @@ FORBIDDEN_ATTRIBUTES = frozenset(
      "memmap", "open_memmap", "fromregex", "ctypeslib", "f2py", "npyio", "DataSource", "dump", "dumps",
      "Formatter", "f_globals", "f_locals", "f_back", "f_builtins", "f_code", "tb_frame", "gi_frame",
      "cr_frame", "ag_frame", "gi_code", "co_code", "mro"}
-) | FORBIDDEN_CALLS | FORBIDDEN_MODULES
+) | FORBIDDEN_MODULES
 
 _DUNDER = re.compile(r"__\w+__")
 _TOP_LEVEL_OK = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign, ast.AnnAssign)
@@ -115,8 +115,14 @@ def check_program(source: str, allowed_imports: frozenset[str] | set[str] | None
             reasons.append(
                 f"line {node.lineno}: top-level {type(node).__name__} not allowed; only imports, constants and functions"
             )
+    modules = {
+        (a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names
+    }
     for node in ast.walk(tree):
         reason = _node_reason(node, allowed)
+        if (isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load)
+                and isinstance(node.value, ast.Name) and node.value.id in modules):
+            reason = f"changing {node.value.id}.{node.attr} (monkeypatching an imported name) is not allowed"
         if reason:
             reasons.append(f"line {getattr(node, 'lineno', '?')}: {reason}")
     entry, why = find_entry(source)
