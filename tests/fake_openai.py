@@ -54,6 +54,8 @@ class FakeOpenAI:
         self.requests: list[dict] = []
         self.request_times: list[float] = []
         self.served = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests being served at once (proves concurrency)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -82,7 +84,7 @@ class FakeOpenAI:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -104,6 +106,15 @@ class FakeOpenAI:
             self.requests.append(body)
             self.request_times.append(time.monotonic())
             action = self.script.popleft() if self.script else None
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._reply(h, body, action)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, h: BaseHTTPRequestHandler, body: dict, action: dict | None) -> None:
         if action is None:
             action = self.responder(body)
         time.sleep(action.get("delay", self.latency_s))

@@ -92,6 +92,10 @@ def signature(arg: str = "text") -> str:
     return f"def {ENTRY_NAME}({arg}):"
 
 
+def _bare(task: TaskSpec) -> TaskSpec:
+    return TaskSpec(task.name, task.description, task.classes, input_description=task.input_description)
+
+
 def supplementary(task: TaskSpec, exemplars: list[Exemplar] | None = None,
                   background: list[str] | None = None) -> str:
     """The optional info block (empty string when there is none)."""
@@ -132,9 +136,12 @@ def program_messages(task: TaskSpec, *, strategy: str | None = None, used: list[
             {"role": "user", "content": user}]
 
 
-def supplementary_messages(task: TaskSpec, templates: PromptTemplates = DEFAULT_TEMPLATES) -> list[dict]:
-    """Stage one of the two-stage mode: ask the LLM to write the supplementary info as JSON."""
-    user = templates.render("supplementary", mission=mission(task), class_list=class_list(task))
+def supplementary_messages(task: TaskSpec, background: list[str] | None = None,
+                           templates: PromptTemplates = DEFAULT_TEMPLATES) -> list[dict]:
+    """Stage one of the two-stage mode: ask the LLM to write the supplementary info as JSON
+    (optionally grounded in passages retrieved from the user's documents)."""
+    user = templates.render("supplementary", mission=mission(task), class_list=class_list(task),
+                            background=supplementary(_bare(task), background=background))
     return [{"role": "system", "content": templates.render("system", description=task.description)},
             {"role": "user", "content": user}]
 

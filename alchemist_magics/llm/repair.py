@@ -1,0 +1,101 @@
+"""Repair loop: send a weak program, its statistics and rows it gets wrong or leaves unlabeled back
+to the LLM, and keep the improved program with ``parent`` = the old program's id."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..programs import Program
+from ..task import TaskSpec
+from .client import LLMClient, Request
+from .generate import DUPLICATE_SIMILARITY, GenerationResult, collect, validate_reply
+from .prompts import DEFAULT_TEMPLATES, Exemplar, PromptTemplates, repair_messages
+from .provenance import ProgramStore
+
+
+@dataclass
+class RepairRequest:
+    """One program to repair: its stats (e.g. a row of ``program_analysis``, as a dict), rows it
+    labels wrongly as (text, returned class, correct class) and rows it leaves unlabeled as
+    (text, correct class)."""
+
+    program: Program
+    stats: dict
+    wrong: list[tuple[str, str, str]] = field(default_factory=list)
+    uncovered: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _stat(stats: dict, *names: str) -> float | None:
+    folded = {str(k).casefold(): v for k, v in stats.items()}
+    for name in names:
+        if folded.get(name) is not None:
+            return float(folded[name])
+    return None
+
+
+def weak_reasons(stats: dict, *, min_accuracy: float = 0.7, max_conflicts: float = 0.3,
+                 max_bad_outputs: float = 0.05) -> list[str]:
+    """Why a program counts as weak (empty when it does not).
+
+    Reads ``Emp. Acc.`` (or ``accuracy``), ``Conflicts``, and ``Faults`` / ``Invalid`` (fractions
+    of rows), case-insensitively; missing statistics are not judged.
+    """
+    reasons = []
+    accuracy = _stat(stats, "emp. acc.", "accuracy")
+    if accuracy is not None and accuracy < min_accuracy:
+        reasons.append(f"dev accuracy {accuracy:.2f} < {min_accuracy}")
+    conflicts = _stat(stats, "conflicts")
+    if conflicts is not None and conflicts > max_conflicts:
+        reasons.append(f"conflicts {conflicts:.2f} > {max_conflicts}")
+    bad = sum(v for v in (_stat(stats, "faults"), _stat(stats, "invalid")) if v is not None)
+    if bad > max_bad_outputs:
+        reasons.append(f"faults + invalid outputs {bad:.2f} > {max_bad_outputs}")
+    return reasons
+
+
+def repair_examples(texts: list[str], gold, outputs, classes: list[str], k: int = 5,
+                    seed: int = 0) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """Up to ``k`` rows the program labels wrongly and ``k`` it leaves unlabeled (any negative
+    output: abstain, fault or invalid), sampled reproducibly, for ``RepairRequest``."""
+    gold, outputs = np.asarray(gold), np.asarray(outputs)
+    if not len(texts) == len(gold) == len(outputs):
+        raise ValueError(f"texts, gold and outputs differ in length: {len(texts)}, {len(gold)}, {len(outputs)}")
+    rng = random.Random(seed)
+    labeled = gold >= 0
+    wrong_rows = np.flatnonzero(labeled & (outputs >= 0) & (outputs != gold)).tolist()
+    uncovered_rows = np.flatnonzero(labeled & (outputs < 0)).tolist()
+    wrong = [(texts[i], classes[outputs[i]], classes[gold[i]])
+             for i in sorted(rng.sample(wrong_rows, min(k, len(wrong_rows))))]
+    uncovered = [(texts[i], classes[gold[i]]) for i in sorted(rng.sample(uncovered_rows, min(k, len(uncovered_rows))))]
+    return wrong, uncovered
+
+
+def repair_programs(task: TaskSpec, requests: list[RepairRequest], client: LLMClient | None = None, *,
+                    existing: list[Program] | None = None, exemplars: list[Exemplar] | None = None,
+                    budget_usd: float | None = None, store: ProgramStore | str | Path | None = None,
+                    templates: PromptTemplates = DEFAULT_TEMPLATES, first_sample: int = 0,
+                    similarity: float = DUPLICATE_SIMILARITY) -> GenerationResult:
+    """Ask for an improved version of each program, concurrently.
+
+    A new program's provenance has ``parent`` (the old program's id) and ``repair_stats``. A
+    repair that comes back as a near-duplicate of an existing program is reported as a failure.
+    """
+    client = client or LLMClient()
+    if isinstance(store, (str, Path)):
+        store = ProgramStore(task.name, store)
+    chat, extras = [], []
+    for req in requests:
+        messages = repair_messages(task, req.program.source, req.stats, req.wrong, req.uncovered,
+                                   exemplars=exemplars, templates=templates)
+        chat.append(Request(messages, sample=first_sample, validate=validate_reply, purpose="repair"))
+        extras.append({"parent": req.program.id, "repair_stats": dict(req.stats),
+                       "name_prefix": f"{req.program.name}_fix"})
+    with client.meter.limit(budget_usd):
+        completions = client.complete_many(chat)
+    # The old programs count as existing: a "repair" that changes nothing is rejected.
+    old = list(existing or []) + [r.program for r in requests]
+    programs, failures = collect(completions, extras, old, store, similarity)
+    return GenerationResult(programs, failures, None, completions)
