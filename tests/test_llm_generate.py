@@ -1,0 +1,238 @@
+"""Program generation, repair, provenance, retrieval, zero-shot and prompts (fake server)."""
+import json
+
+import numpy as np
+import pytest
+
+from alchemist_magics.llm import (
+    CostMeter, Exemplar, ProgramStore, PromptTemplates, RepairRequest, generate_programs, is_near_duplicate,
+    repair_examples, repair_programs, select_exemplars, weak_reasons, write_supplementary,
+    zero_shot_counterfactual, zero_shot_label,
+)
+from alchemist_magics.llm.prompts import STRATEGIES, program_messages, zero_shot_messages
+from alchemist_magics.llm.retrieval import DocumentRetriever
+from alchemist_magics.llm.zero_shot import parse_zero_shot
+from alchemist_magics.programs import LabelSpace, Program
+from alchemist_magics.task import TaskSpec
+
+TASK = TaskSpec("yt spam", "Is this YouTube comment spam?", ["ham", "spam"])
+KEYWORDS = ["subscribe", "check out", "free", "http", "channel", "giveaway", "click", "money", "win", "follow"]
+
+
+def program_reply(i: int) -> str:
+    """A distinct program per i (a different keyword and a different structure)."""
+    word = KEYWORDS[i % len(KEYWORDS)]
+    checks = "\n".join(f"    if len(text) > {10 * (j + 1)} and text.count('{c}') > {j}:\n        return {j % 2}"
+                       for j, c in enumerate("!?.,;:"[: 1 + i % 6]))
+    return (f"Sure.\n```python\nimport re\n\ndef label_function(text):\n    \"\"\"Looks for {word}.\"\"\"\n"
+            f"    if re.search(r'\\b{word}\\b', text.lower()):\n        return 1\n{checks}\n    return -1\n```\n")
+
+
+def source_of(i: int) -> str:
+    return program_reply(i).split("```python\n")[1].split("```")[0]
+
+
+def numbered_responder(body):
+    # The sample index is not sent; the strategy line in the prompt tells requests apart.
+    prompt = body["messages"][-1]["content"]
+    i = next(k for k, s in enumerate(STRATEGIES.values()) if f"Approach for this function: {s}" in prompt)
+    return {"content": program_reply(i)}
+
+
+def test_generate_programs_with_provenance_and_store(fake_server, make_client, tmp_path):
+    fake_server.responder = numbered_responder
+    client = make_client()
+    result = generate_programs(TASK, n=4, client=client, store=tmp_path / ".alchemist")
+    assert len(result.programs) == 4 and not result.failures
+    assert fake_server.request_count == 4
+    strategies = [p.provenance["strategy"] for p in result.programs]
+    assert strategies == list(STRATEGIES.values())[:4]
+    p = result.programs[0]
+    assert p.name.startswith("keywords_")
+    prov = p.provenance
+    assert prov["model"] == "gpt-4o" and prov["parent"] is None and prov["parameters"]["temperature"] == 0.7
+    assert prov["prompt"][-1]["content"].endswith("def label_function(text):\n")
+    assert "```python" in prov["raw_reply"] and prov["prompt_tokens"] > 0 and prov["cost_usd"] > 0
+    assert result.cost_usd == pytest.approx(client.meter.spent_usd)
+    assert result.estimate.requests == 4 and result.estimate.worst_case_usd >= result.estimate.expected_usd
+    # Files: source + provenance per program, and a manifest in generation order.
+    store = ProgramStore(TASK.name, tmp_path / ".alchemist")
+    assert [e["id"] for e in store.manifest()] == [q.id for q in result.programs]
+    assert (store.folder / "programs" / f"{p.id}.py").read_text().startswith("import re")
+    assert json.loads((store.folder / "programs" / f"{p.id}.json").read_text())["provenance"]["strategy"]
+    assert [q.source.strip() for q in store.load()] == [q.source.strip() for q in result.programs]
+    assert not list(store.folder.rglob("*.tmp"))
+    # Re-running the unchanged cell: no network, $0, same programs.
+    again = generate_programs(TASK, n=4, client=client)
+    assert fake_server.request_count == 4 and again.cache_hits == 4 and again.cost_usd == 0
+    assert [q.id for q in again.programs] == [q.id for q in result.programs]
+
+
+def test_later_requests_are_told_what_earlier_ones_use(fake_server, make_client):
+    fake_server.responder = numbered_responder
+    generate_programs(TASK, n=3, client=make_client(), existing=[Program(source_of(7))])
+    prompts = [b["messages"][-1]["content"] for b in fake_server.requests]
+    third = next(p for p in prompts if STRATEGIES["shape"] in p.split("Other functions")[0])
+    used = third.split("Other functions already use these approaches")[1]
+    assert STRATEGIES["keywords"] in used and STRATEGIES["regex"] in used
+    assert "Looks for money" in used  # the existing program, by its docstring
+
+
+def test_no_code_and_duplicates_are_reported(fake_server, make_client):
+    fake_server.responder = lambda body: {"content": program_reply(0)}  # every reply the same program
+    fake_server.push({"content": "I cannot write code today."})
+    result = generate_programs(TASK, n=3, client=make_client(max_attempts=1))
+    reasons = sorted(f.reason for f in result.failures)
+    assert len(result.programs) == 1 and reasons == ["duplicate", "invalid"]
+    invalid = next(f for f in result.failures if f.reason == "invalid")
+    assert "no Python code" in invalid.detail
+
+
+def test_budget_caps_generation(fake_server, make_client):
+    # Replies nearly as long as max_tokens: the budget runs out after a few.
+    fake_server.responder = lambda body: {**numbered_responder(body),
+                                          "usage": {"prompt_tokens": 300, "completion_tokens": 900}}
+    client = make_client(max_tokens=1000, concurrency=1)
+    one = client.meter.worst_case_usd("gpt-4o", program_messages(TASK, strategy=STRATEGIES["regex"]), 1000)
+    result = generate_programs(TASK, n=5, client=client, budget_usd=1.5 * one)
+    assert client.meter.spent_usd <= 1.5 * one
+    assert len(result.programs) == 1 and [f.reason for f in result.failures] == ["budget"] * 4
+    assert fake_server.request_count == 1
+    assert client.meter.budget_usd is None  # the cap applied to that call only
+
+
+def test_near_duplicate_detection():
+    a = "def f(text):\n    '''doc'''\n    if 'free' in text:\n        return 1\n    return -1\n"
+    renamed = "def g(s):\n    # comment\n    if 'free' in s:\n        return 1\n    return -1\n"
+    other = "import re\ndef f(text):\n    n = len(re.findall(r'[A-Z]', text))\n    return 1 if n > 5 else -1\n"
+    assert is_near_duplicate(renamed, [a])
+    assert not is_near_duplicate(other, [a])
+    assert not is_near_duplicate(a, [])
+
+
+def test_repair_sets_parent_and_sends_stats_and_rows(fake_server, make_client, tmp_path):
+    fake_server.responder = lambda body: {"content": program_reply(5)}
+    old = Program(source_of(0), name="keywords_old")
+    stats = {"Coverage": 0.4, "Conflicts": 0.5, "Emp. Acc.": 0.55}
+    assert weak_reasons(stats) == ["dev accuracy 0.55 < 0.7", "conflicts 0.50 > 0.3"]
+    assert weak_reasons({"Emp. Acc.": 0.9, "Faults": 0.2}) == ["faults + invalid outputs 0.20 > 0.05"]
+    texts = ["subscribe to me", "nice song", "great video", "free money"]
+    wrong, uncovered = repair_examples(texts, [1, 0, 0, 1], [1, 1, -1, -1], ["ham", "spam"])
+    assert wrong == [("nice song", "spam", "ham")]
+    assert uncovered == [("great video", "ham"), ("free money", "spam")]
+    result = repair_programs(TASK, [RepairRequest(old, stats, wrong, uncovered)], client=make_client(),
+                             store=tmp_path)
+    (new,) = result.programs
+    assert new.provenance["parent"] == old.id and new.provenance["repair_stats"] == stats
+    prompt = fake_server.requests[0]["messages"][-1]["content"]
+    assert old.source.strip() in prompt and "Emp. Acc. 0.55" in prompt
+    assert '"nice song" -> returned spam, correct is ham' in prompt and '"free money" (correct: spam)' in prompt
+    assert ProgramStore(TASK.name, tmp_path).manifest()[0]["parent"] == old.id
+
+
+def test_repair_that_changes_nothing_is_rejected(fake_server, make_client):
+    fake_server.responder = lambda body: {"content": program_reply(0)}
+    old = Program(source_of(0))
+    result = repair_programs(TASK, [RepairRequest(old, {"Emp. Acc.": 0.5})], client=make_client())
+    assert not result.programs and result.failures[0].reason == "duplicate"
+
+
+def test_prompt_has_alchemist_parts_in_order():
+    task = TaskSpec("t", "Is this SMS spam?", ["ham", "spam"], dataset_description="Text messages.",
+                    keywords={"spam": ["prize"]}, rules=["Prizes are spam."])
+    user = program_messages(task, strategy="keywords", exemplars=[Exemplar("hi mum", "ham")])[-1]["content"]
+    order = ["Dataset description: Text messages.", '"hi mum" -> ham', "spam: prize", "Prizes are spam.",
+             "Is this SMS spam?", "returns 0", "returns 1", "returns -1", "def label_function(text):"]
+    positions = [user.index(s) for s in order]
+    assert positions == sorted(positions)
+
+
+def test_templates_can_be_overridden(tmp_path):
+    (tmp_path / "system.txt").write_text("CUSTOM SYSTEM for $description")
+    messages = program_messages(TASK, templates=PromptTemplates(tmp_path, program="Only: $signature"))
+    assert messages[0]["content"] == "CUSTOM SYSTEM for Is this YouTube comment spam?\n"
+    assert messages[1]["content"] == "Only: def label_function(text):\n"
+    with pytest.raises(ValueError, match=r"\$nope"):
+        program_messages(TASK, templates=PromptTemplates(program="$nope"))
+
+
+def test_documents_are_retrieved_into_the_prompt(fake_server, make_client, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "spam.md").write_text("# Spam\n\nYouTube spam comments often ask viewers to subscribe to a channel.\n\n"
+                                  "Unrelated paragraph about cooking pasta and tomatoes.")
+    (docs / "other.txt").write_text("Bird migration happens in autumn.")
+    hits = DocumentRetriever(docs).search("spam subscribe channel", k=2)
+    assert hits[0].source == "spam.md" and "subscribe" in hits[0].text
+    generate_programs(TASK, n=1, client=make_client(), documents=docs)
+    assert "Background from your documents" in fake_server.requests[0]["messages"][-1]["content"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        DocumentRetriever(tmp_path / "missing")
+
+
+def test_select_exemplars():
+    texts = ["win money now", "win cash prize", "hello friend", "see you at lunch", "lunch at noon?"]
+    labels = [1, 1, 0, 0, 0]
+    picked = select_exemplars(texts, labels, ["ham", "spam"], k=1, method="random", seed=3)
+    assert [e.label for e in picked] == ["ham", "spam"]
+    nearest = select_exemplars(texts, labels, ["ham", "spam"], k=1, method="nearest", query="lunch tomorrow")
+    assert "lunch" in nearest[0].text and nearest[1].label == "spam"
+    with pytest.raises(ValueError, match="method"):
+        select_exemplars(texts, labels, ["ham", "spam"], method="best")
+
+
+def test_two_stage_fills_only_empty_fields(fake_server, make_client):
+    info = {"dataset_description": "YouTube comments.", "class_descriptions": {"SPAM": "ads", "other": "x"},
+            "keywords": {"spam": ["subscribe"], "ham": ["love"]}, "rules": ["links are spam"]}
+    fake_server.push({"content": "here you go"}, {"content": "```json\n" + json.dumps(info) + "\n```"})
+    task = TaskSpec("t", "Is this YouTube comment spam?", ["ham", "spam"], rules=["mine"])
+    filled, completion = write_supplementary(task, make_client())
+    assert completion.ok and completion.failures == ["invalid: reply holds no JSON object"]
+    assert filled.dataset_description == "YouTube comments."
+    assert filled.class_descriptions == {"spam": "ads"}  # matched case-insensitively, unknown dropped
+    assert filled.keywords == {"spam": ["subscribe"], "ham": ["love"]}
+    assert filled.rules == ["mine"]  # the user's rules are kept
+
+
+def test_zero_shot_label_runs_rows_with_cache_and_budget(fake_server, make_client):
+    def answer(body):
+        text = body["messages"][-1]["content"]
+        return {"content": "{'class': 'spam'}" if "free" in text else '{"class": "HAM"}'}
+
+    fake_server.responder = answer
+    texts = ["free money", "nice song", "free stuff here", "hello"]
+    client = make_client()
+    result = zero_shot_label(TASK, texts, client)
+    assert result.predictions.tolist() == [1, 0, 1, 0] and result.accuracy([1, 0, 1, 1]) == 0.75
+    assert fake_server.requests[0]["temperature"] == 0.0 and result.cost_usd > 0
+    sampled = zero_shot_label(TASK, texts, client, sample=2, seed=1)
+    assert len(sampled.rows) == 2 and fake_server.request_count == 4  # all from the cache
+    capped = zero_shot_label(TASK, [f"row {i}" for i in range(20)], make_client(cache=False), budget_usd=0.0005)
+    assert capped.failures.get("budget", 0) > 0 and (capped.predictions[capped.rows >= 0] >= -1).all()
+
+
+def test_parse_zero_shot():
+    labels = LabelSpace(["ham", "spam"])
+    assert parse_zero_shot("{'class': 'spam'}", labels) == 1
+    assert parse_zero_shot('Answer: {"class": "Ham"}', labels) == 0
+    assert parse_zero_shot("This is spam.", labels) == 1
+    assert parse_zero_shot("spam or ham, hard to say", labels) == -1
+
+
+def test_counterfactual_counts_every_row():
+    texts = ["a" * 40, "b" * 400]
+    cf = zero_shot_counterfactual(TASK, texts, "gpt-3.5-turbo")
+    per_row = [sum(len(m["content"]) for m in zero_shot_messages(TASK, t)) for t in texts]
+    assert cf["rows"] == 2 and cf["prompt_tokens"] > sum(per_row) / 8
+    assert cf["usd"] == pytest.approx((cf["prompt_tokens"] * 0.5 + cf["completion_tokens"] * 1.5) / 1e6)
+    with pytest.warns(UserWarning):
+        assert zero_shot_counterfactual(TASK, texts, "no-such-model")["usd"] is None
+
+
+def test_meter_summary_counts_cache_hits():
+    meter = CostMeter()
+    meter.record("gpt-4o", 1000, 100)
+    meter.record("gpt-4o", 1000, 100, cached=True)
+    s = meter.summary()
+    assert (s["requests"], s["cache_hits"], s["prompt_tokens"]) == (1, 1, 1000)
+    assert s["cost_usd"] == pytest.approx(0.0035)
