@@ -175,7 +175,7 @@ def apply_programs(
         else:
             entry, why = find_entry(program.source)
         if why:
-            runs[j] = ProgramRun(program, "rejected", why, np.full(n, ABSTAIN, np.int8))
+            runs[j] = ProgramRun(program, "rejected", why)
             continue
         if cache is not None:
             fingerprint = fingerprint or dataset_fingerprint or fingerprint_inputs(inputs)
