@@ -1,3 +1,12 @@
-"""alchemist_magics: label data with LLM-written programs instead of per-row LLM calls."""
+"""alchemist_magics: label data with LLM-written programs instead of per-row LLM calls.
+
+The main entry points, usable from plain Python::
+
+    from alchemist_magics import Workbench, TaskSpec, load_wrench, from_dataframe, load_csv
+"""
+from .data import DataError, Dataset, from_dataframe, load_csv, load_wrench
+from .task import TaskSpec
+from .workbench import Workbench
 
 __version__ = "0.1.0"
+__all__ = ["DataError", "Dataset", "TaskSpec", "Workbench", "from_dataframe", "load_csv", "load_wrench"]

@@ -106,16 +106,17 @@ class Dataset:
 def make_row_type(columns: Sequence[str]):
     """A namedtuple type for rows with ``x.col`` and ``x["col"]`` access."""
     base = namedtuple("Row", list(columns), rename=True)
+    # rename=True turns names that are not identifiers into _0, _1...: keep the original names too
+    position = {name: i for i, name in enumerate(columns)}
 
     class Row(base):
         __slots__ = ()
 
         def __getitem__(self, key):
             if isinstance(key, str):
-                try:
-                    return getattr(self, key)
-                except AttributeError:
-                    raise KeyError(key) from None
+                if key not in position:
+                    raise KeyError(key)
+                key = position[key]
             return super().__getitem__(key)
 
         def get(self, key, default=None):

@@ -68,6 +68,14 @@ def test_multi_column_rows_are_read_only_with_both_access_styles():
         row.title = "changed"
 
 
+def test_row_keeps_column_names_that_are_not_identifiers():
+    ds = from_dataframe(pd.DataFrame({"foot type": ["toed"], "class": ["x"]}), ["foot type", "class"])
+    (row,) = ds.inputs()
+    assert row["foot type"] == "toed" and row["class"] == "x"
+    with pytest.raises(KeyError):
+        row["nope"]
+
+
 def test_tsv_without_header(tmp_path):
     path = tmp_path / "d.tsv"
     path.write_text("ham\thello there\nspam\tWIN cash now\n")
