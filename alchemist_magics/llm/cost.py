@@ -85,15 +85,17 @@ def _encoding(model: str):
 
 
 def _load_encoding(model: str):
+    """The model's tiktoken encoding, else cl100k_base as a stand-in, else None (approximate)."""
     import tiktoken
 
-    try:
+    loaders = [lambda: tiktoken.encoding_for_model(model.split("/")[-1]),
+               lambda: tiktoken.get_encoding("cl100k_base")]
+    for load in loaders:
         try:
-            return tiktoken.encoding_for_model(model.split("/")[-1])
-        except KeyError:  # not an OpenAI model name: cl100k_base is a fair stand-in
-            return tiktoken.get_encoding("cl100k_base")
-    except Exception:  # noqa: BLE001 - offline download failure, corrupt cache: fall back
-        return None
+            return load()
+        except Exception:  # noqa: BLE001 - unknown model, offline download failure, corrupt cache
+            continue
+    return None
 
 
 class TokenCounter:

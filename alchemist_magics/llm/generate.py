@@ -182,6 +182,26 @@ def _approach(program: Program) -> str:
     return f"the program {program.name}" + (f", which looks for {', '.join(map(repr, strings[:8]))}" if strings else "")
 
 
+def program_requests(task: TaskSpec, n: int, *, exemplars: list[Exemplar] | None = None,
+                     background: list[str] | None = None, existing: list[Program] | None = None,
+                     templates: PromptTemplates = DEFAULT_TEMPLATES, temperature: float | None = None,
+                     max_tokens: int | None = None, first_sample: int = 0) -> tuple[list[Request], list[dict]]:
+    """The ``n`` requests ``generate_programs`` sends (one strategy each), without sending them."""
+    already = [_approach(p) for p in existing or []]
+    requests, extras = [], []
+    slugs = list(STRATEGIES)
+    for i in range(n):
+        slug = slugs[(first_sample + i) % len(slugs)]
+        strategy = STRATEGIES[slug]
+        others = already + [STRATEGIES[slugs[(first_sample + j) % len(slugs)]] for j in range(i)]
+        messages = program_messages(task, strategy=strategy, used=list(dict.fromkeys(others)) or None,
+                                    exemplars=exemplars, background=background, templates=templates)
+        requests.append(Request(messages, temperature=temperature, max_tokens=max_tokens,
+                                sample=first_sample + i, validate=validate_reply, purpose="program"))
+        extras.append({"strategy": strategy, "name_prefix": slug})
+    return requests, extras
+
+
 def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = None, *,
                       exemplars: list[Exemplar] | None = None, documents: str | Path | DocumentRetriever | None = None,
                       existing: list[Program] | None = None, budget_usd: float | None = None,
@@ -213,18 +233,9 @@ def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = No
         retriever = documents if isinstance(documents, DocumentRetriever) else DocumentRetriever(documents)
         query = " ".join([task.description, *task.classes, *sum(task.keywords.values(), [])])
         background = [p.text for p in retriever.search(query, k=3)]
-    already = [_approach(p) for p in existing]
-    requests, extras = [], []
-    slugs = list(STRATEGIES)
-    for i in range(n):
-        slug = slugs[(first_sample + i) % len(slugs)]
-        strategy = STRATEGIES[slug]
-        others = already + [STRATEGIES[slugs[(first_sample + j) % len(slugs)]] for j in range(i)]
-        messages = program_messages(task, strategy=strategy, used=list(dict.fromkeys(others)) or None,
-                                    exemplars=exemplars, background=background, templates=templates)
-        requests.append(Request(messages, temperature=temperature, max_tokens=max_tokens,
-                                sample=first_sample + i, validate=validate_reply, purpose="program"))
-        extras.append({"strategy": strategy, "name_prefix": slug})
+    requests, extras = program_requests(task, n, exemplars=exemplars, background=background, existing=existing,
+                                        templates=templates, temperature=temperature, max_tokens=max_tokens,
+                                        first_sample=first_sample)
     estimate = estimate_requests(client.model, [r.messages for r in requests],
                                  reply_tokens=TYPICAL_PROGRAM_REPLY_TOKENS,
                                  max_tokens=max_tokens or client.config.max_tokens, prices=client.meter.prices)
