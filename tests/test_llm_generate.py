@@ -1,7 +1,6 @@
 """Program generation, repair, provenance, retrieval, zero-shot and prompts (fake server)."""
 import json
 
-import numpy as np
 import pytest
 
 from alchemist_magics.llm import (
