@@ -29,6 +29,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 
+from .programs import Program
 from .task import TaskSpec
 
 # Shapes a program can test with one regex on the raw text (name -> pattern).
@@ -39,14 +40,16 @@ SHAPES = {
     "exclamation": r"!",
     "all_caps_word": r"\b[A-Z]{4,}\b",
 }
+OPENING_WORDS = 2
 LENGTH_QUANTILES = (0.1, 0.2, 0.3, 0.7, 0.8, 0.9)
 EM_ROUNDS = 5
 UNLABELED_WEIGHT = 0.3  # an EM-labeled row counts this much against a labeled one
 NB_ALPHA = 0.1
 PRECISION_ALPHA = 2.0  # pseudo-count pulling a rule's precision towards the class prior
-LIFT = 0.7  # a rule must close this share of the gap between the prior and a perfect rule
+LIFT = 0.6  # a rule must close this share of the gap between the prior and a perfect rule
 MIN_SUPPORT = 3.0  # weighted rows (labeled + EM-labeled) a rule must fire on
-WORDS_PER_PROGRAM = 12
+WORDS_PER_PROGRAM = 20
+MIN_LABELED_HITS = 2  # labeled rows a shape or length rule must get right
 MAX_UNLABELED = 20000  # larger pools are subsampled (with the seed) to stay fast
 
 
@@ -70,7 +73,7 @@ def synthesize_programs(
     unlabeled_texts=(),
     n_programs: int = 20,
     seed: int = 0,
-) -> list[str]:
+) -> list[Program]:
     """Write up to ``n_programs`` labeling programs for ``task`` from a few labeled rows.
 
     Args:
@@ -82,7 +85,9 @@ def synthesize_programs(
         seed: seeds the subsample of very large unlabeled pools; same inputs + seed = same output.
 
     Returns:
-        Program sources, each defining one function ``f(text) -> class index or -1``.
+        :class:`Program` objects whose sources each define one function ``f(text) -> class index or
+        -1``; ``provenance`` is ``{"source": "offline-synthesizer", "seed", "stats"}`` where stats
+        give the class, the rule kind, the keys and how often it fired / was right on the labeled rows.
 
     Raises:
         ValueError: mismatched lengths, unknown labels, or fewer than two classes labeled.
@@ -101,14 +106,17 @@ def synthesize_programs(
     k = task.cardinality
     Y_l = np.eye(k)[y]
     P_u = _em_naive_bayes(X_l, Y_l, X_u)
-    rules = _mine_rules(X_l, Y_l, X_u, P_u)
+    rules = _mine_rules(X_l, Y_l, X_u, P_u, features)
     programs = _group_rules(rules, features, k)
-    sources = []
+    sources, stats = [], []
     for label, kind, group in _take_turns(programs, k, n_programs):
         fired = np.asarray(X_l[:, [r.feature for r in group]].sum(axis=1)).ravel() > 0
-        stats = (int(fired.sum()), int((fired & (y == label)).sum()))
-        sources.append(_write(task, label, kind, [features[r.feature] for r in group], stats, seed))
-    return _unique_names(sources)
+        keys = [features[r.feature] for r in group]
+        stats.append({"label": label, "kind": kind, "keys": [f.key for f in keys],
+                      "labeled_fired": int(fired.sum()), "labeled_right": int((fired & (y == label)).sum())})
+        sources.append(_write(task, label, kind, keys, stats[-1], seed))
+    provenance = [{"source": "offline-synthesizer", "seed": seed, "stats": st} for st in stats]
+    return [Program(src, provenance=prov) for src, prov in zip(_unique_names(sources), provenance)]
 
 
 def _as_text(value) -> str:
@@ -157,7 +165,7 @@ def _featurize(texts: list[str]) -> tuple[list[_Feature], sparse.csr_matrix]:
 
 
 def _openings(text: str) -> list[str]:
-    tokens = re.findall(r"\w+", text.lower())[:2]
+    tokens = re.findall(r"\w+", text.lower())[:OPENING_WORDS]
     return [" ".join(tokens[:n]) for n in range(1, len(tokens) + 1)]
 
 
@@ -179,7 +187,7 @@ def _em_naive_bayes(X_l, Y_l, X_u) -> np.ndarray:
     return P_u
 
 
-def _mine_rules(X_l, Y_l, X_u, P_u) -> list[_Rule]:
+def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
     """Features whose smoothed precision for a class is well above that class's prior."""
     counts = np.asarray(X_l.T @ Y_l + X_u.T @ P_u)  # features x classes
     support = counts.sum(axis=1)
@@ -191,6 +199,9 @@ def _mine_rules(X_l, Y_l, X_u, P_u) -> list[_Rule]:
     floor = prior + LIFT * (1.0 - prior)
     ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= MIN_SUPPORT)
     ok &= Y_l.sum(axis=0) > 0  # never vote for a class no labeled row has
+    # Shapes and lengths are few and broad: they must prove themselves on the labeled rows.
+    single = np.array([f.kind in ("shape", "short", "long") for f in features])
+    ok[single] &= counts_l[single] >= MIN_LABELED_HITS
     rows, cols = np.nonzero(ok)
     rules = [_Rule(int(f), int(c), float(precision[f, c])) for f, c in zip(rows, cols)]
     return sorted(rules, key=lambda r: (-r.precision, r.feature))
@@ -232,33 +243,33 @@ def _take_turns(per_class: list[list], k: int, n_programs: int):
     return chosen
 
 
-def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats, seed: int) -> str:
+def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: dict, seed: int) -> str:
     """Render one readable program."""
     name = task.classes[label]
-    fired, right = stats
+    fired, right = stats["labeled_fired"], stats["labeled_right"]
     accuracy = f"{right}/{fired} right ({right / fired:.0%})" if fired else "never fires"
     header = f'# Written by the offline synthesizer (seed {seed}). On the labeled rows: {accuracy}.\n'
     keys = [f.key for f in feats]
     if kind in ("word", "start"):
-        listing = "\n".join(f"    {k!r}," for k in keys)
+        listing = _wrap([repr(k) for k in keys])
         anchor = r"^\W*" if kind == "start" else r"\b"
         what = "starts with" if kind == "start" else "contains"
         fname = _identifier(f"{name}_if_{'starts_' if kind == 'start' else ''}{'_or_'.join(keys[:2])}")
         return (
             f"import re\n\n{header}WORDS = [\n{listing}\n]\n"
-            f'PATTERN = re.compile(r"{anchor}(?:" + "|".join(re.escape(w).replace(r"\\ ", r"\\W+") '
-            f'for w in WORDS) + r")\\b")\n\n\n'
+            f'PATTERN = r"{anchor}(?:" + "|".join(re.escape(w).replace(r"\\ ", r"\\W+") '
+            f'for w in WORDS) + r")\\b"\n\n\n'
             f"def {fname}(text):\n"
             f'    """Vote {name!r} ({label}) if the lower-cased text {what} one of WORDS, else abstain."""\n'
-            f"    return {label} if PATTERN.search(text.lower()) else -1\n"
+            f"    return {label} if re.search(PATTERN, text.lower()) else -1\n"
         )
     if kind == "shape":
         fname = _identifier(f"{name}_if_{keys[0]}")
         return (
-            f"import re\n\n{header}{keys[0].upper()} = re.compile(r{SHAPES[keys[0]]!r})\n\n\n"
+            f'import re\n\n{header}{keys[0].upper()} = r"{SHAPES[keys[0]]}"\n\n\n'
             f"def {fname}(text):\n"
             f'    """Vote {name!r} ({label}) if the text has a {keys[0].replace("_", " ")}, else abstain."""\n'
-            f"    return {label} if {keys[0].upper()}.search(text) else -1\n"
+            f"    return {label} if re.search({keys[0].upper()}, text) else -1\n"
         )
     op, word = (">=", "long") if kind == "long" else ("<=", "short")
     fname = _identifier(f"{name}_if_{word}")
@@ -267,6 +278,16 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats, 
         f'    """Vote {name!r} ({label}) if the text is {word} ({op} {keys[0]} characters), else abstain."""\n'
         f"    return {label} if len(text) {op} {keys[0]} else -1\n"
     )
+
+
+def _wrap(items: list[str], width: int = 96) -> str:
+    """Items of a list literal, several per line, never split inside an item."""
+    lines = [""]
+    for item in items:
+        if lines[-1] and len(lines[-1]) + len(item) + 2 > width - 4:
+            lines.append("")
+        lines[-1] += (", " if lines[-1] else "") + item
+    return "\n".join(f"    {line}," for line in lines)
 
 
 def _identifier(text: str) -> str:
