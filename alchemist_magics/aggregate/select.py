@@ -55,9 +55,11 @@ def scores_batch(y: np.ndarray, pred: np.ndarray, metric: str) -> np.ndarray:
 
 
 def _default_candidates(L_train: np.ndarray, k: int) -> list[str]:
-    names = ["majority", "weighted_majority", "dawid_skene", "triplet"]
-    if L_train.size * k <= SNORKEL_MAX_CELLS:
-        names.append("snorkel")
+    names = ["majority", "weighted_majority", "dawid_skene"]
+    if L_train.shape[1] >= 3:  # both need three programs (snorkel raises below that)
+        names.append("triplet")
+        if L_train.size * k <= SNORKEL_MAX_CELLS:
+            names.append("snorkel")
     return names
 
 
