@@ -47,7 +47,7 @@ UNLABELED_WEIGHT = 0.3  # an EM-labeled row counts this much against a labeled o
 NB_ALPHA = 0.1
 PRECISION_ALPHA = 2.0  # pseudo-count pulling a rule's precision towards the class prior
 LIFT = 0.6  # a rule must close this share of the gap between the prior and a perfect rule
-MIN_SUPPORT = 3.0  # weighted rows (labeled + EM-labeled) a rule must fire on
+MIN_SUPPORT = 8.0  # weighted rows (labeled + EM-labeled) a rule must fire on; less on tiny data
 WORDS_PER_PROGRAM = 20
 MIN_LABELED_HITS = 2  # labeled rows a shape or length rule must get right
 MAX_UNLABELED = 20000  # larger pools are subsampled (with the seed) to stay fast
@@ -197,7 +197,7 @@ def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
     counts_l = np.asarray(X_l.T @ Y_l)
     precision_l = (counts_l + prior) / (counts_l.sum(axis=1, keepdims=True) + 1.0)
     floor = prior + LIFT * (1.0 - prior)
-    ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= MIN_SUPPORT)
+    ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= min(MIN_SUPPORT, max(2.0, 0.05 * X_l.shape[0] + 0.05 * X_u.shape[0])))
     ok &= Y_l.sum(axis=0) > 0  # never vote for a class no labeled row has
     # Shapes and lengths are few and broad: they must prove themselves on the labeled rows.
     single = np.array([f.kind in ("shape", "short", "long") for f in features])
