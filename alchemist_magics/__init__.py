@@ -10,3 +10,9 @@ from .workbench import Workbench
 
 __version__ = "0.1.0"
 __all__ = ["DataError", "Dataset", "TaskSpec", "Workbench", "from_dataframe", "load_csv", "load_wrench"]
+
+
+def load_ipython_extension(shell):
+    """``%load_ext alchemist_magics`` (the magics live in ``alchemist_magics.magics``)."""
+    from .magics import load_ipython_extension as load
+    load(shell)

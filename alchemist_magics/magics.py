@@ -1,0 +1,508 @@
+"""IPython magics: ``%%alchemist`` writes a task's programs, ``%alchemist`` works with them, and
+``%%alchemist_program`` (the first line of every generated program cell) registers an edited program.
+
+The magics only parse options, call the layers (data, synthesizer / llm, workbench, distill) and
+display; every step is reachable from plain Python through ``_alchemist`` (the last task's
+:class:`TaskSession`). Settings are traitlets (``%config Alchemist.model = "gpt-4o"``) whose
+defaults come from the environment, as in jupyter-ai. See docs/notebook.md.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display
+from traitlets import Int, Unicode, default
+
+from .data import Dataset, from_dataframe
+from .llm import (CostMeter, LLMClient, LLMConfig, RepairRequest, generate_programs, repair_examples,
+                  repair_programs, select_exemplars, weak_reasons, zero_shot_counterfactual, zero_shot_label)
+from .programs import LabelSpace, Program
+from .synthesizer import synthesize_programs
+from .task import TaskSpec
+from .ui import Panel, program_cell, send_program_cells
+from .workbench import Workbench
+
+
+class AlchemistError(Exception):
+    """A user-facing error: IPython shows this one line instead of a traceback, and Run All stops."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"AlchemistError: {self}"]
+
+
+class _HelpShown(Exception):
+    """``--help`` was printed: nothing else to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise AlchemistError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def exit(self, status=0, message=None):
+        raise _HelpShown()
+
+
+def _one_line(method):
+    """Turn the layers' expected errors (bad input, missing key, budget, files) into one line."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except _HelpShown:
+            return None
+        except AlchemistError:
+            raise
+        except (ValueError, LookupError, RuntimeError, OSError) as e:
+            text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise AlchemistError(str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__) from None
+    return wrapper
+
+
+def interpolate(text: str, namespace: dict) -> str:
+    """Replace ``{name}`` with ``str(namespace[name])``; ``{{`` and ``}}`` stay literal braces."""
+    def value(match):
+        name = match.group(1)
+        if name not in namespace:
+            raise AlchemistError(f"{{{name}}} in the task description: no variable {name!r} in the notebook")
+        return str(namespace[name])
+    parts = re.split(r"(\{\{|\}\})", text)
+    return "".join({"{{": "{", "}}": "}"}.get(p) or re.sub(r"\{([A-Za-z_]\w*)\}", value, p) for p in parts)
+
+
+def parse_keywords(text: str | None) -> dict[str, list[str]]:
+    """``"spam: free, win; ham: thanks"`` -> ``{"spam": ["free", "win"], "ham": ["thanks"]}``."""
+    out: dict[str, list[str]] = {}
+    for part in filter(str.strip, (text or "").split(";")):
+        if ":" not in part:
+            raise AlchemistError(f"--keywords {part.strip()!r}: write CLASS: word, word; CLASS: word")
+        name, words = part.split(":", 1)
+        out[name.strip()] = [w.strip() for w in words.split(",") if w.strip()]
+    return out
+
+
+@dataclass
+class TaskSession:
+    """One task in the kernel: its workbench (``.workbench.programs``), panel and last generation."""
+
+    task: TaskSpec
+    workbench: Workbench
+    panel: Panel
+    model: str
+    estimate_usd: float | None = None
+    zero_shot: dict | None = None
+    distilled: object = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def programs(self) -> list[Program]:
+        return self.workbench.programs
+
+
+def _cell_parser() -> _Parser:
+    p = _Parser(prog="%%alchemist", description="Write labeling programs for a task. The cell body is the "
+                "task description; {name} is replaced by the notebook variable name.")
+    p.add_argument("task", help="task name (also the folder under the root: .alchemist/<task>/)")
+    p.add_argument("-d", "--data", required=True, help="variable with the rows to label (DataFrame or Dataset)")
+    p.add_argument("--text", default="text", help="text column (default: text)")
+    p.add_argument("--label", help="label column in data/dev (class names are taken from it without --classes)")
+    p.add_argument("--classes", help="class names in index order, comma separated")
+    p.add_argument("--dev", help="variable with labeled rows: exemplars, offline synthesis, label-model choice")
+    p.add_argument("--test", help="variable with labeled rows for the final report only")
+    p.add_argument("-n", type=int, default=10, help="number of programs (default 10)")
+    p.add_argument("--model", help="LLM model (default: %%config Alchemist.model)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: %%config Alchemist.base_url)")
+    p.add_argument("--budget", type=float, help="the most this cell may spend, in USD")
+    p.add_argument("--keywords", help='indicative keywords: "spam: free, win; ham: thanks"')
+    p.add_argument("--rule", action="append", default=[], help="a labeling rule in words (repeatable)")
+    p.add_argument("--offline", action="store_true", help="use the offline synthesizer even with an endpoint")
+    p.add_argument("--sample", type=int, default=0, help="another number asks for fresh programs (cache key)")
+    p.add_argument("--next-cell", action="store_true", help="also put all programs into the next cell")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _line_parser() -> _Parser:
+    p = _Parser(prog="%alchemist", description="Work with a task's programs (default: the last task).")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in [("status", "show the panel"), ("list", "list the programs"), ("apply", "re-run the programs"),
+                       ("fit", "choose and fit the label model on dev"), ("analyze", "the per-program table"),
+                       ("cost", "spent, estimate, budget and the zero-shot counterfactual"),
+                       ("zeroshot", "label dev rows with the LLM, one request each (accuracy baseline)"),
+                       ("repair", "ask the LLM to improve weak programs"),
+                       ("distill", "train a small model on the label model's labels"),
+                       ("export", "write the programs as a .py file with snorkel LFs"),
+                       ("config", "show the settings")]:
+        s = sub.add_parser(name, help=text, description=text)
+        if name != "config":
+            s.add_argument("task", nargs="?", help="task name (default: the last one)")
+        if name == "analyze":
+            s.add_argument("--sort", help="column to sort by (descending)")
+        if name in ("zeroshot", "repair"):
+            s.add_argument("--budget", type=float, help="the most this may spend, in USD")
+        if name == "zeroshot":
+            s.add_argument("--sample", type=int, help="rows of dev to ask about (default all)")
+        if name == "repair":
+            s.add_argument("--min-accuracy", type=float, default=0.7)
+        if name == "distill":
+            s.add_argument("--model", default="mlp", choices=["mlp", "logreg"])
+        if name == "export":
+            s.add_argument("path", nargs="?", help="output file (default <root>/<task>/export/programs.py)")
+    return p
+
+
+@magics_class
+class Alchemist(Magics):
+    """The magics, configured with ``%config Alchemist.<name> = value``."""
+
+    model = Unicode(help="LLM model name ($ALCHEMIST_MODEL, default gpt-4o-mini)").tag(config=True)
+    base_url = Unicode(help="OpenAI-compatible endpoint ($OPENAI_BASE_URL); empty = OpenAI").tag(config=True)
+    api_key_env = Unicode("OPENAI_API_KEY", help="environment variable holding the API key").tag(config=True)
+    root = Unicode(help="folder for programs and caches ($ALCHEMIST_ROOT, default .alchemist)").tag(config=True)
+    workers = Int(0, help="sandbox worker processes (0 = automatic)").tag(config=True)
+
+    @default("model")
+    def _default_model(self):
+        return LLMConfig().model
+
+    @default("base_url")
+    def _default_base_url(self):
+        return os.environ.get("OPENAI_BASE_URL", "")
+
+    @default("root")
+    def _default_root(self):
+        return os.environ.get("ALCHEMIST_ROOT", ".alchemist")
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self.meter = CostMeter()
+        self.sessions: dict[str, TaskSession] = {}
+        self.last: str | None = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _variable(self, name: str | None, option: str):
+        if name is None:
+            return None
+        if name not in self.shell.user_ns:
+            raise AlchemistError(f"{option} {name}: no variable {name!r} in the notebook")
+        return self.shell.user_ns[name]
+
+    def _dataset(self, value, name, text, label, classes, *, need_labels=False) -> Dataset:
+        if isinstance(value, Dataset):
+            if need_labels and not value.has_labels:
+                raise AlchemistError(f"{name} has no gold labels; the dev rows must be labeled")
+            return value
+        if not isinstance(value, pd.DataFrame):
+            raise AlchemistError(f"{name} is a {type(value).__name__}; pass a pandas DataFrame or a Dataset")
+        label_column = label or "label"
+        if label_column not in value.columns:
+            if need_labels:
+                raise AlchemistError(f"{name} has no label column {label_column!r}; pass --label COLUMN")
+            label_column = None
+        return from_dataframe(value, text, label_column, classes, name=name)
+
+    def _client(self, model=None, base_url=None) -> LLMClient:
+        config = LLMConfig(model=model or self.model, base_url=base_url or self.base_url or None,
+                           api_key_env=self.api_key_env)
+        return LLMClient(config, cache=Path(self.root) / "cache" / "llm", meter=self.meter)
+
+    def _endpoint_configured(self, base_url=None) -> bool:
+        return bool(base_url or self.base_url or os.environ.get(self.api_key_env))
+
+    def _session(self, task: str | None) -> TaskSession:
+        name = task or self.last
+        if name is None:
+            raise AlchemistError("no task yet: run a %%alchemist cell first")
+        if name not in self.sessions:
+            raise AlchemistError(f"no task {name!r} in this kernel (tasks: {sorted(self.sessions)}); "
+                                 f"run its %%alchemist cell first")
+        return self.sessions[name]
+
+    def cost(self, session: TaskSession) -> dict:
+        """The cost meter as plain data, with the zero-shot counterfactual and the ratio."""
+        if session.zero_shot is None:
+            texts = [str(x) for x in session.workbench._inputs["train"]]
+            session.zero_shot = zero_shot_counterfactual(session.task, texts, session.model, prices=self.meter.prices)
+        summary = self.meter.summary()
+        spent = summary["known_cost_usd"]
+        programs_usd = spent or session.estimate_usd
+        zero = session.zero_shot["usd"]
+        return {**summary, "spent_usd": spent, "estimate_usd": session.estimate_usd,
+                "zero_shot_usd": zero, "zero_shot_rows": session.zero_shot["rows"],
+                "ratio": zero / programs_usd if zero and programs_usd else None}
+
+    def refresh(self, session: TaskSession) -> None:
+        """Apply the programs (cached outputs reused: only new or edited ones run), fit, redraw."""
+        wb, panel = session.workbench, session.panel
+        panel.progress(0, 2, f"applying {len(wb.programs)} programs")
+        wb.apply(progress=False)
+        panel.progress(1, 2, "fitting the label model")
+        selection = wb.fit()
+        panel.progress(2, 2, "done")
+        panel.update(analysis=wb.analysis(), scores=selection.scores if selection else None,
+                     chosen=wb.model_name, cost=self.cost(session),
+                     status=f"{len(wb.programs)} programs, {len(wb.rejected)} rejected; label model {wb.model_name}")
+
+    def _show_programs(self, session: TaskSession, programs: list[Program], next_cell: bool) -> None:
+        cells = [program_cell(session.task.name, p) for p in programs]
+        sent = send_program_cells(self.shell, session.task.name, programs)
+        print(f"{len(programs)} programs" + (" sent to JupyterLab as cells" if sent else "")
+              + f"; in Python: _alchemist.programs. Run a program cell to register an edit.")
+        display(ProgramListing(cells))
+        if next_cell:
+            self.shell.set_next_input("\n".join(cells), replace=False)
+
+    # -- %%alchemist ----------------------------------------------------------------------------
+    @cell_magic("alchemist")
+    @_one_line
+    def alchemist_cell(self, line: str, cell: str):
+        """Write programs for a task; ``%%alchemist --help`` lists the options."""
+        args = _cell_parser().parse_args(shlex.split(line))
+        if args.n < 1:
+            raise AlchemistError(f"-n {args.n}: ask for at least 1 program")
+        description = interpolate(cell.strip(), self.shell.user_ns)
+        if not description:
+            raise AlchemistError("the cell body is the task description: write what to label below the first line")
+        classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+        train = self._dataset(self._variable(args.data, "--data"), args.data, args.text, args.label, classes)
+        classes = classes or train.classes
+        dev = self._variable(args.dev, "--dev")
+        if dev is not None:
+            dev = self._dataset(dev, args.dev, args.text, args.label, classes, need_labels=True)
+            classes = classes or dev.classes
+        test = self._variable(args.test, "--test")
+        if test is not None:
+            test = self._dataset(test, args.test, args.text, args.label, classes, need_labels=True)
+        if not classes:
+            raise AlchemistError("no class names: pass --classes a,b or --label COLUMN (with labeled rows)")
+        task = TaskSpec(args.task, description, list(classes), keywords=parse_keywords(args.keywords), rules=args.rule)
+        model = args.model or self.model
+        wb = Workbench(task, train, dev, test, root=self.root, workers=self.workers or None, seed=args.seed)
+        session = TaskSession(task, wb, self.sessions[task.name].panel if task.name in self.sessions else Panel(task.name),
+                              model)
+        self.sessions[task.name], self.last = session, task.name
+        self.shell.user_ns["_alchemist"] = session
+        session.panel.progress(0, args.n, f"writing {args.n} programs")
+        display(session.panel)
+        programs = self._write_programs(session, args, model)
+        accepted = [p for p in programs if wb.add(p)]
+        for program, why in wb.rejected:
+            print(f"rejected {program.name}: {why}")
+        if not accepted:
+            raise AlchemistError(f"none of the {len(programs)} programs passed the smoke test; see the reasons above")
+        self.refresh(session)
+        self._show_programs(session, accepted, args.next_cell)
+
+    def _write_programs(self, session: TaskSession, args, model: str) -> list[Program]:
+        wb, task = session.workbench, session.task
+        dev = wb.datasets.get("dev")
+        if args.offline or not self._endpoint_configured(args.base_url):
+            if dev is None:
+                raise AlchemistError(f"no LLM endpoint configured (set ${self.api_key_env} or %config Alchemist.base_url) "
+                                     "and the offline synthesizer needs labeled rows: pass --dev VARIABLE")
+            why = "--offline" if args.offline else f"no LLM endpoint configured (${self.api_key_env} unset)"
+            print(f"{why}: writing up to {args.n} programs with the offline synthesizer from {len(dev)} labeled dev rows.")
+            return synthesize_programs(task, dev.inputs(), dev.labels, wb._inputs["train"], args.n, seed=args.seed)
+        client = self._client(model, args.base_url)
+        exemplars = select_exemplars(dev.texts, dev.labels, task.classes, seed=args.seed) if dev is not None else None
+        result = generate_programs(task, args.n, client, exemplars=exemplars, budget_usd=args.budget,
+                                   first_sample=args.sample)
+        session.estimate_usd = result.estimate.expected_usd if result.estimate else None
+        for failure in result.failures:
+            print(f"failed: {failure}")
+        print(f"{model}: {len(result.programs)} of {args.n} programs, {result.cache_hits} from the cache, "
+              f"cost ${result.cost_usd or 0:.4f}")
+        return result.programs
+
+    # -- %%alchemist_program ------------------------------------------------------------------------
+    @cell_magic("alchemist_program")
+    @_one_line
+    def alchemist_program(self, line: str, cell: str):
+        """``%%alchemist_program TASK [NAME]``: register the cell's source as program NAME of TASK
+        (replacing the program of that name) and re-apply only it."""
+        words = line.split()
+        if not 1 <= len(words) <= 2:
+            raise AlchemistError("write %%alchemist_program TASK [NAME] as the first line of a program cell")
+        session = self._session(words[0])
+        wb = session.workbench
+        old = {p.name: p for p in wb.programs}
+        name = words[1] if len(words) == 2 else None
+        program = Program(cell, name=name, provenance={"source": "notebook cell",
+                                                       "parent": old[name].id if name in old else None})
+        if name in old and old[name].source == program.source:
+            program = old[name]  # unchanged: keep its provenance
+        elif not wb.add(program):
+            raise AlchemistError(f"program {program.name} not registered: {wb.rejected[-1][1]}")
+        self.refresh(session)
+        row = session.panel.analysis.loc[program.name]
+        verb = "unchanged" if program is old.get(name) else "replaced" if program.name in old else "added"
+        acc = row.get("Emp. Acc.")
+        print(f"{verb} {program.name} ({program.id}): coverage {row['Coverage']:.3f}"
+              + (f", dev accuracy {acc:.3f}" if acc is not None and not pd.isna(acc) else "")
+              + f", status {row['Status']}; label model {wb.model_name}")
+
+    # -- %alchemist -------------------------------------------------------------------------------
+    @line_magic("alchemist")
+    @_one_line
+    def alchemist_line(self, line: str):
+        """``%alchemist status|list|apply|fit|analyze|cost|zeroshot|repair|distill|export|config``."""
+        args = _line_parser().parse_args(shlex.split(line))
+        if args.command == "config":
+            return pd.Series({name: getattr(self, name) for name in self.trait_names(config=True)}, name="Alchemist")
+        session = self._session(args.task)
+        return getattr(self, f"_cmd_{args.command}")(session, args)
+
+    def _cmd_status(self, session, args):
+        return session.panel
+
+    def _cmd_list(self, session, args):
+        return pd.DataFrame([{"name": p.name, "id": p.id, "source": p.provenance.get("source", "llm")}
+                             for p in session.programs])
+
+    def _cmd_apply(self, session, args):
+        self.refresh(session)
+        return session.panel
+
+    def _cmd_fit(self, session, args):
+        selection = session.workbench.fit()
+        if selection is None:
+            print("no labeled dev rows: Dawid-Skene fitted unsupervised")
+            return None
+        return selection.scores
+
+    def _cmd_analyze(self, session, args):
+        table = session.workbench.analysis()
+        if args.sort:
+            if args.sort not in table.columns:
+                raise AlchemistError(f"--sort {args.sort!r}: columns are {list(table.columns)}")
+            table = table.sort_values(args.sort, ascending=False, kind="stable")
+        return table
+
+    def _cmd_cost(self, session, args):
+        return pd.Series(self.cost(session), name="cost", dtype=object)
+
+    def _cmd_zeroshot(self, session, args):
+        dev = session.workbench.datasets.get("dev")
+        if dev is None:
+            raise AlchemistError("zeroshot compares with gold labels: run the task with --dev")
+        if not self._endpoint_configured():
+            raise AlchemistError(f"zeroshot asks the LLM: set ${self.api_key_env} or %config Alchemist.base_url")
+        result = zero_shot_label(session.task, dev.texts, self._client(session.model), sample=args.sample,
+                                 budget_usd=args.budget)
+        return pd.Series({"rows": len(result.rows), "accuracy": result.accuracy(dev.labels),
+                          "cost_usd": result.cost_usd, "failures": result.failures}, name="zero-shot on dev")
+
+    def _cmd_repair(self, session, args):
+        wb = session.workbench
+        dev = wb.datasets.get("dev")
+        if dev is None or not self._endpoint_configured():
+            raise AlchemistError("repair needs labeled dev rows (--dev) and an LLM endpoint "
+                                 f"(${self.api_key_env} or %config Alchemist.base_url)")
+        table, n = wb.analysis(), len(wb.datasets["train"])
+        requests = []
+        for j, program in enumerate(wb.programs):
+            stats = dict(table.loc[program.name])
+            stats.update(Faults=stats["Faults"] / n, Invalid=stats["Invalid"] / n)
+            if weak_reasons(stats, min_accuracy=args.min_accuracy):
+                wrong, uncovered = repair_examples(dev.texts, dev.labels, wb.matrix("dev")[:, j], session.task.classes)
+                requests.append(RepairRequest(program, stats, wrong, uncovered))
+        if not requests:
+            print("no weak program to repair")
+            return None
+        result = repair_programs(session.task, requests, self._client(session.model), existing=wb.programs,
+                                 budget_usd=args.budget)
+        accepted = [p for p in result.programs if wb.add(p)]
+        print(f"{len(accepted)} repaired programs of {len(requests)} weak ones")
+        if accepted:
+            self.refresh(session)
+            self._show_programs(session, accepted, next_cell=False)
+        return None
+
+    def _cmd_distill(self, session, args):
+        if importlib.util.find_spec("alchemist_magics.distill") is None:
+            raise AlchemistError("distill is not available in this installation")
+        from .distill import DistilledModel
+
+        wb = session.workbench
+        if wb.label_model is None:
+            self.refresh(session)
+        dev = wb.datasets.get("dev")
+        covered = (wb.matrix("train") != -1).any(axis=1)
+        model = DistilledModel(model=args.model, seed=wb.seed, cache_dir=Path(self.root) / "cache" / "features")
+        model.fit(wb.datasets["train"], wb.predict_proba("train"), covered,
+                  dev=dev, dev_labels=dev.labels if dev is not None else None)
+        session.distilled = model
+        rows = {}
+        for split in ("dev", "test"):
+            ds = wb.datasets.get(split)
+            if ds is not None and ds.has_labels:
+                rows[split] = float((model.predict(ds) == ds.labels).mean())
+        print(f"distilled {args.model} on {int(covered.sum())} covered rows; in Python: _alchemist.distilled")
+        return pd.Series(rows, name="distilled accuracy", dtype=float)
+
+    def _cmd_export(self, session, args):
+        task = session.task
+        path = Path(args.path) if args.path else session.workbench.store.folder / "export" / "programs.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(export_source(task, session.programs), encoding="utf-8")
+        print(f"wrote {len(session.programs)} programs to {path} (programs() and snorkel_lfs())")
+        return None
+
+
+class ProgramListing:
+    """The generated program cells, shown in the magic's output (no extension needed)."""
+
+    def __init__(self, cells: list[str]):
+        self.cells = cells
+
+    def __repr__(self) -> str:
+        return "\n\n".join(self.cells)
+
+    def _repr_markdown_(self) -> str:
+        return "\n".join(f"```python\n{c}```" for c in self.cells)
+
+
+def export_source(task: TaskSpec, programs: list[Program]) -> str:
+    """A .py file holding the programs' sources, with loaders for plain functions and snorkel LFs."""
+    sources = ",\n".join(f"    {p.name!r}: {p.source!r}" for p in programs)
+    return f'''"""Labeling programs of task {task.name!r}, exported by alchemist_magics."""
+CLASSES = {list(task.classes)!r}
+SOURCES = {{
+{sources},
+}}
+
+
+def programs() -> dict:
+    """Each program's entry function, by name (each program runs in its own namespace, unsandboxed)."""
+    from alchemist_magics.programs import find_entry
+
+    out = {{}}
+    for name, source in SOURCES.items():
+        namespace = {{}}
+        exec(compile(source, name, "exec"), namespace)
+        out[name] = namespace[find_entry(source)[0]]
+    return out
+
+
+def snorkel_lfs(field: str = "text") -> list:
+    """The programs as snorkel LabelingFunctions (outputs normalised to class indices, -1 = abstain)."""
+    from alchemist_magics.programs import LabelSpace, Program, to_snorkel_lfs
+
+    return to_snorkel_lfs([Program(s, name=n) for n, s in SOURCES.items()], LabelSpace(CLASSES), field)
+'''
+
+
+def load_ipython_extension(shell) -> None:
+    """``%load_ext alchemist_magics``: register the magics and make them ``%config``-urable."""
+    magics = Alchemist(shell=shell, config=shell.config)
+    shell.register_magics(magics)
+    if magics not in shell.configurables:
+        shell.configurables.append(magics)
