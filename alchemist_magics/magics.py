@@ -155,7 +155,7 @@ def _line_parser() -> _Parser:
         if name == "distill":
             s.add_argument("--model", default="mlp", choices=["mlp", "logreg"])
         if name == "export":
-            s.add_argument("path", nargs="?", help="output file (default <root>/<task>/export/programs.py)")
+            s.add_argument("--to", dest="path", help="output file (default <root>/<task>/export/programs.py)")
     return p
 
 
@@ -286,28 +286,29 @@ class Alchemist(Magics):
         task = TaskSpec(args.task, description, list(classes), keywords=parse_keywords(args.keywords), rules=args.rule)
         model = args.model or self.model
         wb = Workbench(task, train, dev, test, root=self.root, workers=self.workers or None, seed=args.seed)
-        session = TaskSession(task, wb, self.sessions[task.name].panel if task.name in self.sessions else Panel(task.name),
-                              model)
-        self.sessions[task.name], self.last = session, task.name
-        self.shell.user_ns["_alchemist"] = session
+        offline = args.offline or not self._endpoint_configured(args.base_url)
+        if offline and dev is None:
+            raise AlchemistError(f"no LLM endpoint configured (set ${self.api_key_env} or %config Alchemist.base_url) "
+                                 "and the offline synthesizer needs labeled rows: pass --dev VARIABLE")
+        session = TaskSession(task, wb, Panel(task.name), model)
         session.panel.progress(0, args.n, f"writing {args.n} programs")
         display(session.panel)
-        programs = self._write_programs(session, args, model)
+        programs = self._write_programs(session, args, model, offline)
         accepted = [p for p in programs if wb.add(p)]
         for program, why in wb.rejected:
             print(f"rejected {program.name}: {why}")
         if not accepted:
             raise AlchemistError(f"none of the {len(programs)} programs passed the smoke test; see the reasons above")
+        # Registered only now: a failed cell leaves the task's previous state in place.
+        self.sessions[task.name], self.last = session, task.name
+        self.shell.user_ns["_alchemist"] = session
         self.refresh(session)
         self._show_programs(session, accepted, args.next_cell)
 
-    def _write_programs(self, session: TaskSession, args, model: str) -> list[Program]:
+    def _write_programs(self, session: TaskSession, args, model: str, offline: bool) -> list[Program]:
         wb, task = session.workbench, session.task
         dev = wb.datasets.get("dev")
-        if args.offline or not self._endpoint_configured(args.base_url):
-            if dev is None:
-                raise AlchemistError(f"no LLM endpoint configured (set ${self.api_key_env} or %config Alchemist.base_url) "
-                                     "and the offline synthesizer needs labeled rows: pass --dev VARIABLE")
+        if offline:
             why = "--offline" if args.offline else f"no LLM endpoint configured (${self.api_key_env} unset)"
             print(f"{why}: writing up to {args.n} programs with the offline synthesizer from {len(dev)} labeled dev rows.")
             return synthesize_programs(task, dev.inputs(), dev.labels, wb._inputs["train"], args.n, seed=args.seed)

@@ -1,0 +1,216 @@
+"""The magics driven in-process by IPython's InteractiveShell (no kernel): options, {var}
+interpolation, the offline path end to end, program cells, one-line errors, export, restart."""
+import importlib.util
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from IPython.testing.globalipapp import start_ipython
+
+from alchemist_magics.magics import Alchemist, AlchemistError, interpolate, parse_keywords
+
+SPAM = ["free", "win", "prize", "click", "offer", "cash"]
+HAM = ["meeting", "lunch", "tomorrow", "thanks", "family", "see"]
+FILLER = ["the", "a", "you", "is", "to", "and", "for", "today"]
+
+
+def toy(n: int, seed: int) -> pd.DataFrame:
+    """Spam/ham texts: two class words among four filler words."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        y = int(rng.integers(2))
+        words = list(rng.choice(SPAM if y else HAM, 2)) + list(rng.choice(FILLER, 4))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": ["ham", "spam"][y]})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def ip(tmp_path_factory):
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "alchemist_magics")
+    root = tmp_path_factory.mktemp("alchemist")
+    shell.run_line_magic("config", f"Alchemist.root = {str(root)!r}")
+    shell.run_line_magic("config", "Alchemist.api_key_env = 'ALCHEMIST_TEST_NO_SUCH_KEY'")
+    shell.run_line_magic("config", "Alchemist.base_url = ''")
+    shell.user_ns.update(df=toy(300, 1).drop(columns="label"), dev=toy(40, 2), kind="SMS")
+    return shell
+
+
+@pytest.fixture(scope="module")
+def offline(ip):
+    """The offline path, run once for the module: (cell result, printed output)."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = ip.run_cell("%%alchemist spam -d df --dev dev -n 4 --keywords 'spam: free'\nIs this {kind} message spam?")
+    return result, out.getvalue()
+
+
+def run(ip, capsys, cell):
+    capsys.readouterr()
+    result = ip.run_cell(cell)
+    return result, capsys.readouterr().out
+
+
+def test_interpolation_and_keywords():
+    assert interpolate("Is this {kind} spam? {{literal}}", {"kind": "SMS"}) == "Is this SMS spam? {literal}"
+    with pytest.raises(AlchemistError, match="no variable 'nope'"):
+        interpolate("{nope}", {})
+    assert parse_keywords("spam: free, win; ham: thanks") == {"spam": ["free", "win"], "ham": ["thanks"]}
+    with pytest.raises(AlchemistError, match="CLASS: word"):
+        parse_keywords("free win")
+
+
+def test_offline_path_end_to_end(ip, offline):
+    result, out = offline
+    assert result.error_in_exec is None
+    assert "offline synthesizer from 40 labeled dev rows" in out
+    session = ip.user_ns["_alchemist"]
+    assert session.task.description == "Is this SMS message spam?"
+    assert session.task.classes == ["ham", "spam"] and session.task.keywords == {"spam": ["free"]}
+    names = [p.name for p in session.programs]
+    assert 2 <= len(names) <= 4
+    assert "%%alchemist_program spam " + names[0] in out  # the program cells are in the output
+    table = session.panel.analysis
+    assert list(table.index) == names
+    assert (table["Status"] == "ok").all() and (table["Coverage"] > 0).all()
+    # the toy data are separable by their class words: the label model is near perfect on dev
+    assert session.panel.scores.loc[session.panel.chosen].iloc[0] >= 0.9
+    assert repr(session.panel) == (f"Panel(task='spam', programs={len(names)}, label_model={session.panel.chosen!r}, "
+                                   f"status='{len(names)} programs, 0 rejected; label model {session.panel.chosen}')")
+    assert "background" in session.panel._repr_html_() and "zero-shot" in session.panel._repr_html_()
+
+
+def test_program_cell_replaces_and_reapplies_only_it(ip, offline, capsys):
+    session = ip.user_ns["_alchemist"]
+    first = session.programs[0].name
+    before = [p.id for p in session.programs]
+    cell = f"%%alchemist_program spam {first}\ndef f(text):\n    return 1 if 'free' in text else -1\n"
+    result, out = run(ip, capsys, cell)
+    assert result.error_in_exec is None
+    assert out.startswith(f"replaced {first} (")
+    assert [p.name for p in session.programs][0] == first and session.programs[0].id != before[0]
+    runs = session.workbench.results["train"].runs
+    assert [r.cached for r in runs] == [False] + [True] * (len(runs) - 1)
+    texts = ip.user_ns["df"]["text"]
+    assert session.panel.analysis.loc[first, "Coverage"] == pytest.approx(texts.str.contains("free").mean())
+    assert session.programs[0].provenance["parent"] == before[0]
+    # running the unchanged cell again runs nothing
+    result, out = run(ip, capsys, cell)
+    assert out.startswith(f"unchanged {first}") and all(r.cached for r in session.workbench.results["train"].runs)
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("%%alchemist spam -d nope\nx", "--data nope: no variable 'nope' in the notebook"),
+    ("%%alchemist spam -d df --dev dev --bogus\nx", "%%alchemist: unrecognized arguments: --bogus"),
+    ("%%alchemist spam -d df --classes a,b\nx", "no LLM endpoint configured"),
+    ("%%alchemist spam -d df --dev df\nx", "df has no label column 'label'; pass --label COLUMN"),
+    ("%%alchemist_program other\ndef f(t):\n    return 1\n", "no task 'other' in this kernel"),
+    ("%alchemist fit nosuch", "no task 'nosuch'"),
+])
+def test_errors_are_one_line(ip, offline, capsys, cell, message):
+    result, out = run(ip, capsys, cell)
+    assert isinstance(result.error_in_exec, AlchemistError)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("AlchemistError: ") and message in lines[0], out
+
+
+def test_rejected_program_cell_is_one_line(ip, offline, capsys):
+    result, out = run(ip, capsys, "%%alchemist_program spam broken\ndef f(text):\n    return -1\n")
+    assert isinstance(result.error_in_exec, AlchemistError)
+    assert out.startswith("AlchemistError: program broken not registered:") and out.count("\n") == 1
+
+
+def test_help_is_printed_without_error(ip, capsys):
+    result, out = run(ip, capsys, "%%alchemist --help\n(IPython refuses an empty cell body)")
+    assert result.error_in_exec is None and "--budget BUDGET" in out and "{name}" in out
+    result, out = run(ip, capsys, "%alchemist --help")
+    assert result.error_in_exec is None and "zeroshot" in out and "export" in out
+
+
+def test_line_subcommands(ip, offline, capsys):
+    result, _ = run(ip, capsys, "table = %alchemist analyze --sort Coverage")
+    table = ip.user_ns["table"]
+    assert list(table["Coverage"]) == sorted(table["Coverage"], reverse=True)
+    ip.run_cell("cost = %alchemist cost")
+    cost = ip.user_ns["cost"]
+    assert cost["requests"] == 0 and cost["spent_usd"] == 0 and cost["zero_shot_rows"] == 300
+    assert cost["zero_shot_usd"] > 0 and cost["ratio"] is None
+    ip.run_cell("config = %alchemist config")
+    assert ip.user_ns["config"]["api_key_env"] == "ALCHEMIST_TEST_NO_SUCH_KEY"
+    result, out = run(ip, capsys, "%alchemist zeroshot")
+    assert "zeroshot asks the LLM: set $ALCHEMIST_TEST_NO_SUCH_KEY" in out
+
+
+def test_export_loads_as_functions_and_snorkel_lfs(ip, offline, tmp_path, capsys):
+    target = tmp_path / "spam_programs.py"
+    result, out = run(ip, capsys, f"%alchemist export spam --to {target}")
+    assert result.error_in_exec is None and str(target) in out
+    spec = importlib.util.spec_from_file_location("exported", target)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    session = ip.user_ns["_alchemist"]
+    functions = module.programs()
+    assert list(functions) == [p.name for p in session.programs]
+    texts = list(ip.user_ns["df"]["text"])
+    column = [functions[session.programs[0].name](t) for t in texts]
+    assert np.array_equal(np.array(column), session.workbench.matrix("train")[:, 0])
+    assert [lf.name for lf in module.snorkel_lfs()] == list(functions)
+
+
+def test_restart_rebuilds_the_same_state_from_the_root(ip, offline):
+    """A fresh magics instance (a kernel restart) with the same root: same programs, all cached."""
+    old = ip.user_ns["_alchemist"]
+    fresh = Alchemist(shell=ip)
+    fresh.root = ip.magics_manager.registry["Alchemist"].root
+    fresh.api_key_env = "ALCHEMIST_TEST_NO_SUCH_KEY"
+    fresh.alchemist_cell("spam -d df --dev dev -n 4 --keywords 'spam: free'", "Is this {kind} message spam?")
+    new = ip.user_ns["_alchemist"]
+    generated = [p.id for p in new.programs]
+    assert all(r.cached for r in new.workbench.results["train"].runs)
+    assert generated[1:] == [p.id for p in old.programs][1:]  # the first one was edited in a cell before
+    ip.user_ns["_alchemist"] = old
+
+
+REPLIES = [  # structurally different programs, so none is dropped as a near-duplicate
+    "```python\ndef label_function(text):\n    return 1 if 'free' in text else -1\n```",
+    "```python\nimport re\n\ndef label_function(text):\n    n = len(re.findall(r'prize|cash', text))\n"
+    "    return 1 if n > 0 else -1\n```",
+    "```python\nWORDS = {'lunch', 'meeting', 'family'}\n\ndef label_function(text):\n"
+    "    return 0 if WORDS & set(text.split()) else -1\n```",
+]
+
+
+def numbered(body, _count=[0], _lock=threading.Lock()):
+    """The i-th request gets the i-th reply."""
+    with _lock:
+        i = _count[0] % len(REPLIES)
+        _count[0] += 1
+    return {"content": "Here it is.\n" + REPLIES[i]}
+
+
+def test_llm_path_through_the_magic_then_restart_costs_nothing(ip, fake_server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ALCHEMIST_TEST_FAKE_KEY", "test-key-not-secret")
+    fake_server.responder = numbered
+
+    def magics():
+        m = Alchemist(shell=ip)
+        m.root, m.base_url, m.api_key_env, m.model = str(tmp_path), fake_server.base_url, "ALCHEMIST_TEST_FAKE_KEY", "gpt-4o"
+        return m
+
+    first = magics()
+    capsys.readouterr()
+    first.alchemist_cell("llmspam -d df --dev dev -n 3 --budget 0.5", "Is this spam?")
+    out = capsys.readouterr().out
+    assert "gpt-4o: 3 of 3 programs, 0 from the cache" in out and len(fake_server.requests) == 3
+    session = ip.user_ns["_alchemist"]
+    cost = first.cost(session)
+    assert cost["requests"] == 3 and cost["spent_usd"] > 0 and cost["ratio"] > 0
+    magics().alchemist_cell("llmspam -d df --dev dev -n 3 --budget 0.5", "Is this spam?")
+    assert "3 from the cache" in capsys.readouterr().out and len(fake_server.requests) == 3
+    assert [p.id for p in ip.user_ns["_alchemist"].programs] == [p.id for p in session.programs]
