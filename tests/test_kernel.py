@@ -1,0 +1,100 @@
+"""The magics in a real ipykernel over jupyter_client: the comm to the JupyterLab extension, the
+one-line error reply that stops Run All, and the output fallback without a cell id."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+jupyter_client = pytest.importorskip("jupyter_client")
+pytest.importorskip("ipykernel")
+
+REPO = Path(__file__).resolve().parents[1]
+SETUP = f"""
+import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_magics import toy
+df, dev = toy(300, 1).drop(columns="label"), toy(40, 2)
+%load_ext alchemist_magics
+%config Alchemist.api_key_env = "ALCHEMIST_TEST_NO_SUCH_KEY"
+%config Alchemist.base_url = ""
+"""
+CELL = "%%alchemist spam -d df --dev dev -n 3\nIs this message spam?"
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "ALCHEMIST_ROOT": str(tmp_path_factory.mktemp("root"))}
+    km = jupyter_client.KernelManager()
+    km.kernel_cmd = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    km.start_kernel(cwd=str(tmp_path_factory.mktemp("cwd")), env=env)
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    reply, _ = execute(kc, SETUP)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    yield kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def execute(kc, code: str, cell_id: str | None = None):
+    """Send one execute_request (with JupyterLab's cellId metadata when given); return the reply
+    and the iopub messages it caused."""
+    msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
+                                             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    if cell_id is not None:
+        msg["metadata"]["cellId"] = cell_id
+    kc.shell_channel.send(msg)
+    reply = kc.get_shell_msg(timeout=120)
+    while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+        reply = kc.get_shell_msg(timeout=120)
+    messages = []
+    while True:
+        m = kc.get_iopub_msg(timeout=120)
+        if m["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+            continue
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            return reply, messages
+        messages.append(m)
+
+
+def text_of(messages) -> str:
+    parts = []
+    for m in messages:
+        c = m["content"]
+        parts.append(c.get("text", "") + c.get("data", {}).get("text/plain", "")
+                     + c.get("data", {}).get("text/markdown", ""))
+    return "\n".join(parts)
+
+
+def test_program_cells_go_to_the_extension_by_comm(kernel):
+    reply, messages = execute(kernel, CELL, cell_id="abc")
+    assert reply["content"]["status"] == "ok"
+    opens = [m for m in messages if m["msg_type"] == "comm_open"
+             and m["content"]["target_name"] == "alchemist_magics"]
+    assert len(opens) == 1
+    data = opens[0]["content"]["data"]
+    assert data["cell_id"] == "abc" and data["task"] == "spam" and len(data["programs"]) == 3
+    for p in data["programs"]:
+        assert f"def {p['name']}(" in p["source"] and len(p["id"]) == 12
+        assert p["cell"].startswith(f"%%alchemist_program spam {p['name']}\n")
+    assert "sent to JupyterLab as cells" in text_of(messages)
+
+
+def test_without_cell_id_the_programs_are_in_the_output(kernel):
+    reply, messages = execute(kernel, CELL)
+    assert reply["content"]["status"] == "ok"
+    assert not [m for m in messages if m["msg_type"] == "comm_open"
+                and m["content"]["target_name"] == "alchemist_magics"]
+    out = text_of(messages)
+    assert out.count("%%alchemist_program spam ") >= 3 and "sent to JupyterLab" not in out
+
+
+def test_error_is_one_line_and_stops_run_all(kernel):
+    reply, messages = execute(kernel, "%%alchemist spam -d missing\nx", cell_id="def")
+    content = reply["content"]
+    assert content["status"] == "error" and content["ename"] == "AlchemistError"
+    assert content["traceback"] == ["AlchemistError: --data missing: no variable 'missing' in the notebook"]
+    errors = [m for m in messages if m["msg_type"] == "error"]
+    assert len(errors) == 1 and len(errors[0]["content"]["traceback"]) == 1
