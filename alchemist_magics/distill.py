@@ -127,6 +127,9 @@ class DistilledModel:
 
     After ``fit``: ``classes_``, ``coverage_`` (fraction of training rows covered), and with a dev
     set ``history_`` (dev score per epoch), ``best_epoch_`` (0-based) and ``dev_score_``.
+
+    ``save``/``load`` keep weights, settings and the fitted feature pipeline; ``load`` unpickles,
+    so load only files you trust.
     """
 
     def __init__(self, features="tfidf", model: str = "mlp", hidden: int = 32, layers: int = 2,
