@@ -8,4 +8,5 @@ PY=${PYTHON:-python3}
 # A local CPU build of torch installs in seconds where one is offered (find-links);
 # elsewhere the plain requirement below pulls the registry's build.
 .venv/bin/pip install -q "torch==2.13.0" >/dev/null 2>&1 || true
-.venv/bin/pip install -q -e ".[dev]"
+# (pip's notes about the machine's optional local indexes are noise: filter them, keep errors)
+.venv/bin/pip install -q -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
