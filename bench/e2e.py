@@ -1,0 +1,71 @@
+"""End-to-end benchmark: programs -> label model -> distilled MLP, on the public data sets.
+
+For WRENCH youtube, sms, trec and the raw UCI YouTube and SMS collections, and for each program
+source available offline (the offline synthesizer everywhere; WRENCH's human programs where they
+exist, see ``evaluate.load_public``), it runs ``evaluate_pipeline`` over 5 seeds and reports the
+label model's and the distilled model's test metric (accuracy; spam F1 for sms), coverage and
+time, mean ± std, with the cost figures (programs: $0, offline; zero-shot counterfactual of the
+train rows). ``distilled_ge_label_model`` says, per data set and source, whether the distilled
+model's mean is at least the label model's.
+
+The raw collections are split 70/10/20 (train/dev/test), stratified by label, seed 0. trec test
+texts have their leaked label word removed (``load_wrench``). Torch runs on one thread by default:
+on a shared, busy machine OpenMP threads spin-wait and 2 threads were ~5x slower than 1.
+MLP training speed at scale is measured by bench/mlp.py (``mlp_train_s``), not here.
+
+    python bench/e2e.py [--data /work/shared/data] [--seeds 5] [--datasets youtube,sms,...] [--threads 1]
+
+Prints a line per (data set, source) and one JSON object as the last line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from alchemist_magics.evaluate import PUBLIC, evaluate_pipeline, load_public  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="/work/shared/data")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--datasets", default=",".join(PUBLIC))
+    parser.add_argument("--distill", default="mlp", choices=("mlp", "logreg"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = {"settings": {"seeds": args.seeds, "distill": args.distill, "features": "tfidf", "threads": args.threads,
+                        "n_labeled": 100}}
+    start = time.perf_counter()
+    for name in args.datasets.split(","):
+        bench = load_public(args.data, name)
+        sources = {"synth": "synth"} | ({"human": bench.human} if bench.human is not None else {})
+        out[name] = {"metric": bench.metric, "notes": bench.notes,
+                     "rows": {"train": len(bench.train), "dev": len(bench.dev), "test": len(bench.test)}}
+        for key, source in sources.items():
+            result = evaluate_pipeline(bench.train, bench.dev, bench.test, bench.task, source,
+                                       seeds=tuple(range(args.seeds)), distill=args.distill, metric=bench.metric)
+            s = result.summary
+            out[name][key] = {
+                **{k: [round(v["mean"], 4), round(v["std"], 4)] for k, v in s.items() if isinstance(v, dict)},
+                "distilled_ge_label_model": s["distilled_ge_label_model"],
+                "label_models_chosen": [r["label_model_name"] for r in result.runs],
+                "programs_usd": result.cost["programs_usd"],
+                "zero_shot_usd": {m: z["usd"] for m, z in result.cost["zero_shot"].items()},
+                "zero_shot_token_count": next(iter(result.cost["zero_shot"].values()))["token_count_method"],
+                "human_source": None if key == "synth" else (
+                    "stored WRENCH matrices" if source == "wrench" else "WRENCH sms readme rules, run in the sandbox"),
+            }
+            print(name, key, result, flush=True)
+    out["total_s"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
