@@ -30,7 +30,7 @@ SOURCES = [
     "import re\nCHECK = re.compile(r'check.*out', re.I)\n\ndef regex_check_out(text):\n    return 1 if CHECK.search(text) else -1\n",
     "def short_comment(text):\n    return 0 if len(text.split()) < 5 else -1\n",
     "import re\nMONEY = re.compile(r'\\$\\d+|free|win', re.I)\n\ndef regex_money(text):\n    return 1 if MONEY.search(text) else -1\n",
-    "def many_caps(text):\n    caps = sum(c.isupper() for c in text)\n    return 1 if caps > 0.5 * max(len(text), 1) and len(text) > 10 else -1\n",
+    "import re\nSHOUT = re.compile(r'\\b[A-Z]{4,}\\b')\n\ndef regex_shouting(text):\n    return 1 if SHOUT.search(text) else -1\n",
     "def love_video(text):\n    t = text.lower()\n    return 0 if 'love' in t and 'video' in t else -1\n",
 ]
 
