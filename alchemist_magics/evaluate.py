@@ -120,6 +120,7 @@ def evaluate_pipeline(
         raise ValueError("metric='f1' is the positive-class F1 of a binary task; use 'macro_f1'")
     if distill not in ("mlp", "logreg", None):
         raise ValueError(f"distill={distill!r}: use 'mlp', 'logreg' or None")
+    source = _ProgramSource(program_source, task, n_programs)
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed, e.g. seeds=(0,)")
     for name, split in (("dev", dev), ("test", test)):
@@ -128,7 +129,6 @@ def evaluate_pipeline(
     if not 0 <= n_labeled <= len(dev) - 2:
         raise DataError(f"dev has {len(dev)} rows: n_labeled={n_labeled} leaves too few to choose the label "
                         f"model; lower n_labeled or pass a larger dev split")
-    source = _ProgramSource(program_source, task, n_programs)
     space = LabelSpace(task.classes, task.aliases)
     cache = OutputCache(f"{cache_dir}/outputs") if cache_dir else None
     runs = []
