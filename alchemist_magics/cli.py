@@ -67,6 +67,26 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    """Programs -> label model -> distilled model on one public data set, mean ± std over seeds."""
+    from .evaluate import evaluate_pipeline, load_public
+
+    bench = load_public(find_data_dir(args.data), args.dataset)
+    source = bench.human if args.source == "wrench" else "synth"
+    if source is None:
+        raise SystemExit(f"alchemist: {args.dataset} has no human programs offline; use --source synth")
+    for note in bench.notes:
+        print(f"note: {note}")
+    result = evaluate_pipeline(bench.train, bench.dev, bench.test, bench.task, source, seeds=tuple(range(args.seeds)),
+                               distill=None if args.distill == "none" else args.distill, metric=bench.metric)
+    runs = pd.DataFrame(result.runs).set_index("seed")
+    _print(f"{args.dataset}, {args.source} programs: test {bench.metric} per seed", runs)
+    print(f"\n{result!r}")
+    zero_shot = ", ".join(f"{m} ${z['usd']:.4f}" for m, z in result.cost["zero_shot"].items())
+    print(f"cost: programs ${result.cost['programs_usd']:.4f}; zero-shot on {len(bench.train)} train rows: {zero_shot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand."""
     parser = argparse.ArgumentParser(prog="alchemist", description=__doc__.splitlines()[0])
@@ -77,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=demo)
+    p = sub.add_parser("evaluate", help="programs -> label model -> distilled model on a public data set, over seeds")
+    p.add_argument("--data", help=f"folder with the public data sets (default ${DATA_ENV} or ../shared/data)")
+    p.add_argument("--dataset", default="youtube", choices=["youtube", "sms", "trec", "youtube_raw", "sms_raw"])
+    p.add_argument("--source", default="synth", choices=["synth", "wrench"],
+                   help="offline synthesizer, or WRENCH's human programs")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
+    p.add_argument("--distill", default="mlp", choices=["mlp", "logreg", "none"])
+    p.set_defaults(func=evaluate)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
