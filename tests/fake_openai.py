@@ -44,6 +44,12 @@ def word_usage(body: dict, content: str) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": len(content.split())}
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of concurrent connects beyond it waits
+    # for a SYN retry (~1 s), which would hide the client's real concurrency
+    request_queue_size = 128
+
+
 class FakeOpenAI:
     """Start with ``with FakeOpenAI() as server:`` (or ``start()``/``stop()``)."""
 
@@ -82,7 +88,7 @@ class FakeOpenAI:
             def log_message(self, *args):
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
