@@ -30,7 +30,7 @@ METRICS = ("accuracy", "f1", "macro_f1")
 # The distilled model names macro F1 differently from the label-model selection.
 _DISTILL_METRIC = {"accuracy": "accuracy", "f1": "f1", "macro_f1": "f1_macro"}
 # Per-seed numbers averaged in the summary (the rest are labels such as the chosen model).
-_NUMERIC = ("label_model", "label_model_covered", "label_model_coverage", "distilled", "distilled_coverage",
+_NUMERIC = ("label_model", "label_model_covered", "label_model_coverage", "train_coverage", "distilled", "distilled_coverage",
             "majority_vote", "n_programs", "program_s", "apply_s", "label_model_s", "distill_s", "total_s")
 
 ProgramWriter = Callable[..., Sequence[Program]]
@@ -179,7 +179,7 @@ def evaluate_pipeline(
             "zero_shot": {m: zero_shot_counterfactual(task, train.texts, m, prices=PriceTable())
                           for m in zero_shot_models}}
     settings = {"program_source": source.name, "seeds": list(seeds), "distill": distill, "n_labeled": n_labeled,
-                "metric": metric, "features": features if isinstance(features, str) else type(features).__name__,
+                "metric": metric, "features": features if isinstance(features, str) else getattr(features, "kind", type(features).__name__),
                 "rows": {"train": len(train), "dev": len(dev), "test": len(test)}}
     return EvaluationResult(runs, summary, cost, settings)
 

