@@ -65,9 +65,10 @@ class EvaluationResult:
     def __repr__(self) -> str:
         s = self.summary
         fmt = lambda key: f"{s[key]['mean']:.3f} ± {s[key]['std']:.3f}"  # noqa: E731
+        distilled = (f", distilled {fmt('distilled')} (coverage {fmt('distilled_coverage')})"
+                     if "distilled" in s else "")
         return (f"EvaluationResult({self.settings.get('metric')}: label model {fmt('label_model')} "
-                f"(coverage {fmt('label_model_coverage')}), distilled {fmt('distilled')} "
-                f"(coverage {fmt('distilled_coverage')}); {len(self.runs)} seeds)")
+                f"(coverage {fmt('label_model_coverage')}){distilled}; {len(self.runs)} seeds)")
 
 
 def evaluate_pipeline(

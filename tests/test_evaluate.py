@@ -82,6 +82,7 @@ def test_synthesizer_mlp_and_writer_cost(splits):
                              workers=1)
     assert paid.cost["programs_usd"] == pytest.approx(0.03)
     assert "distilled" not in paid.runs[0] and "distilled_ge_label_model" not in paid.summary
+    assert repr(paid).startswith("EvaluationResult(accuracy: label model") and "distilled" not in repr(paid)
 
 
 def test_bad_input_is_refused(splits):
