@@ -124,6 +124,12 @@ class TokenCounter:
         return sum(self.count(m["content"]) + TOKENS_PER_MESSAGE for m in messages) + TOKENS_REPLY_PRIMING
 
 
+def total_cost(completions) -> float | None:
+    """What a set of completions spent (cache hits cost $0); None when any price is unknown."""
+    costs = [c.cost_usd for c in completions]
+    return None if any(c is None for c in costs) else sum(costs)
+
+
 def worst_case_prompt_tokens(messages: list[dict]) -> int:
     """An upper bound on prompt tokens for any byte-level tokenizer (UTF-8 bytes + overhead)."""
     return sum(len(m["content"].encode()) + WORST_CASE_TOKENS_PER_MESSAGE for m in messages) + \

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..programs import Program, check_program, extract_programs
 from ..task import TaskSpec
 from .client import Completion, LLMClient, Request
-from .cost import TYPICAL_PROGRAM_REPLY_TOKENS, Estimate, estimate_requests
+from .cost import TYPICAL_PROGRAM_REPLY_TOKENS, Estimate, estimate_requests, total_cost
 from .prompts import DEFAULT_TEMPLATES, STRATEGIES, Exemplar, PromptTemplates, program_messages
 from .provenance import ProgramStore
 from .retrieval import DocumentRetriever
@@ -49,8 +49,7 @@ class GenerationResult:
     @property
     def cost_usd(self) -> float | None:
         """What this call spent (None when a model's price is unknown); cache hits cost $0."""
-        costs = [c.cost_usd for c in self.completions]
-        return None if any(c is None for c in costs) else sum(costs)
+        return total_cost(self.completions)
 
     @property
     def cache_hits(self) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from ..programs import LabelSpace
 from ..task import TaskSpec
 from .client import Completion, LLMClient, Request
-from .cost import PriceTable, TokenCounter
+from .cost import PriceTable, TokenCounter, total_cost
 from .prompts import DEFAULT_TEMPLATES, PromptTemplates, zero_shot_messages
 
 # The reply the prompt asks for is {'class': '<name>'}; a few tokens, plus slack for a newline.
@@ -69,8 +69,8 @@ class ZeroShotResult:
 
     @property
     def cost_usd(self) -> float | None:
-        costs = [c.cost_usd for c in self.completions]
-        return None if any(c is None for c in costs) else sum(costs)
+        """What the zero-shot requests spent (None when a model's price is unknown)."""
+        return total_cost(self.completions)
 
     @property
     def failures(self) -> dict[str, int]:
