@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .aggregate import covered, select_label_model
-from .aggregate.select import scores_batch
+from .aggregate.select import score
 from .data import DataError, Dataset
 from .distill import DistilledModel
 from .llm.cost import PriceTable
@@ -153,12 +153,12 @@ def evaluate_pipeline(
         label_model_s = time.perf_counter() - start
         run = {
             "seed": seed, "n_programs": L_train.shape[1], "dev_rows": len(rest), "label_model_name": chosen.name,
-            "label_model": _score(test.labels, pred, metric),
-            "label_model_covered": (_score(test.labels[test_covered], pred[test_covered], metric)
+            "label_model": score(test.labels, pred, metric),
+            "label_model_covered": (score(test.labels[test_covered], pred[test_covered], metric)
                                     if test_covered.any() else float("nan")),
             "label_model_coverage": float(test_covered.mean()),
             "train_coverage": float(covered(L_train).mean()),
-            "majority_vote": _score(test.labels, chosen.majority.predict(L_test, uncovered="prior"), metric),
+            "majority_vote": score(test.labels, chosen.majority.predict(L_test, uncovered="prior"), metric),
             "programs_usd": float(sum(p.provenance.get("cost_usd") or 0.0 for p in programs)),
             "program_s": program_s, "apply_s": apply_s, "label_model_s": label_model_s,
         }
@@ -168,7 +168,7 @@ def evaluate_pipeline(
                                    cache_dir=f"{cache_dir}/features" if cache_dir else None)
             model.fit(train, chosen.model.predict_proba(L_train), covered=covered(L_train), dev=rest)
             distilled = np.asarray(model.predict(test))
-            run["distilled"] = _score(test.labels, distilled, metric)
+            run["distilled"] = score(test.labels, distilled, metric)
             run["distilled_coverage"] = float((distilled >= 0).mean())
             run["distilled_best_epoch"] = model.best_epoch_
         run["distill_s"] = time.perf_counter() - start
@@ -224,10 +224,6 @@ class _ProgramSource:
         result = apply_programs(programs, split.inputs(), space, cache=cache, dataset_fingerprint=split.fingerprint
                                 if cache else None, workers=workers, progress=False)
         return result.L
-
-
-def _score(y: np.ndarray, pred: np.ndarray, metric: str) -> float:
-    return float(scores_batch(np.asarray(y)[None], np.asarray(pred)[None], metric)[0])
 
 
 def _summarise(runs: list[dict]) -> dict:

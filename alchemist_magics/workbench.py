@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import DawidSkene, MajorityVote, SelectionResult, program_analysis, select_label_model
-from .aggregate.select import scores_batch
+from .aggregate.select import score
 from .data import Dataset
 from .llm.provenance import ProgramStore
 from .programs import ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
@@ -178,11 +178,9 @@ class Workbench:
         rows = []
         for name, model in (("chosen: " + self.model_name, self._model()), ("majority", majority)):
             pred = model.predict(L, uncovered="prior")
-            row = {"model": name, "accuracy": float(scores_batch(y[None], pred[None], "accuracy")[0])}
-            if self.task.cardinality == 2:
-                row["f1"] = float(scores_batch(y[None], pred[None], "f1")[0])
-            else:
-                row["macro_f1"] = float(scores_batch(y[None], pred[None], "macro_f1")[0])
+            row = {"model": name, "accuracy": score(y, pred, "accuracy")}
+            f1 = "f1" if self.task.cardinality == 2 else "macro_f1"
+            row[f1] = score(y, pred, f1)
             rows.append(row)
         table = pd.DataFrame(rows).set_index("model")
         table["coverage"] = float((L != -1).any(axis=1).mean())

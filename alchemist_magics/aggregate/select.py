@@ -54,6 +54,11 @@ def scores_batch(y: np.ndarray, pred: np.ndarray, metric: str) -> np.ndarray:
         return np.nanmean(np.stack(per_class), axis=0) if metric != "f1" else per_class[0]
 
 
+def score(y, pred, metric: str) -> float:
+    """One metric ("accuracy", "f1" or "macro_f1") of predictions ``pred`` against gold ``y``."""
+    return float(scores_batch(np.asarray(y)[None], np.asarray(pred)[None], metric)[0])
+
+
 def _default_candidates(L_train: np.ndarray, k: int) -> list[str]:
     names = ["majority", "weighted_majority", "dawid_skene"]
     if L_train.shape[1] >= 3:  # both need three programs (snorkel raises below that)
@@ -113,10 +118,10 @@ def select_label_model(L_train, L_dev, y_dev, candidates=None, seed: int = 0, me
     for name, model in models.items():
         model.fit(L_train)
         preds[name] = pred = model.predict(L_dev, uncovered="prior")
-        row = {"model": name, "accuracy": float((pred == y_dev).mean())}
+        row = {"model": name, "accuracy": score(y_dev, pred, "accuracy")}
         if k == 2:
-            row["f1"] = float(scores_batch(y_dev[None], pred[None], "f1")[0])
-        row["macro_f1"] = float(scores_batch(y_dev[None], pred[None], "macro_f1")[0])
+            row["f1"] = score(y_dev, pred, "f1")
+        row["macro_f1"] = score(y_dev, pred, "macro_f1")
         row["dev_coverage"] = dev_cov
         rows.append(row)
     scores = pd.DataFrame(rows).set_index("model")
