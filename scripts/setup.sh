@@ -5,8 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# A local CPU build of torch installs in seconds where one is offered (find-links);
-# elsewhere the plain requirement below pulls the registry's build.
-.venv/bin/pip install -q "torch==2.13.0" >/dev/null 2>&1 || true
 # (pip's notes about the machine's optional local indexes are noise: filter them, keep errors)
 .venv/bin/pip install -q -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
