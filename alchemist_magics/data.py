@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections import namedtuple
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from .programs.rows import make_row_type
 
 
 class DataError(ValueError):
@@ -101,31 +102,6 @@ class Dataset:
             source=self.source,
             notes=list(self.notes),
         )
-
-
-def make_row_type(columns: Sequence[str]):
-    """A namedtuple type for rows with ``x.col`` and ``x["col"]`` access."""
-    base = namedtuple("Row", list(columns), rename=True)
-    # rename=True turns names that are not identifiers into _0, _1...: keep the original names too
-    position = {name: i for i, name in enumerate(columns)}
-
-    class Row(base):
-        __slots__ = ()
-
-        def __getitem__(self, key):
-            if isinstance(key, str):
-                if key not in position:
-                    raise KeyError(key)
-                key = position[key]
-            return super().__getitem__(key)
-
-        def get(self, key, default=None):
-            try:
-                return self[key]
-            except (KeyError, IndexError):
-                return default
-
-    return Row
 
 
 def _label_indices(values: pd.Series, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:

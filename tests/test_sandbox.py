@@ -1,11 +1,15 @@
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from alchemist_magics.data import make_row_type
 from alchemist_magics.programs import (
     LabelSpace, OutputCache, Program, apply_programs, fingerprint_inputs, smoke_test, to_snorkel_lfs,
 )
+from alchemist_magics.programs.rows import make_row_type
+from alchemist_magics.programs.supervisor import shared_supervisor
 
 LS = LabelSpace(["ham", "spam"], aliases={"junk": "spam"})
 TEXTS = ["check out my channel", "great song", "subscribe pls", "lol", "I love this song so much", "http://spam.example"] * 5
@@ -110,3 +114,38 @@ def test_snorkel_lfs_give_the_same_matrix():
     assert (L == EXPECTED).all() and [lf.name for lf in lfs] == [p.name for p in PROGRAMS]
     with pytest.raises(ValueError, match="fails the check"):
         to_snorkel_lfs(["import os\ndef f(x):\n    return 1\n"], LS)
+
+
+# -- the supervisor process -------------------------------------------------------------------------
+
+def test_supervisor_keeps_rows_and_survives_being_killed():
+    texts = [f"row {i} spam" if i % 3 == 0 else f"row {i}" for i in range(500)]
+    program = "def spam(text):\n    return 1 if 'spam' in text else -1\n"
+    first = apply_programs([program], texts, LS, progress=False)
+    supervisor = shared_supervisor()
+    keys = list(supervisor.loaded)
+    pid = supervisor.process.pid
+    again = apply_programs([program], texts, LS, progress=False)
+    assert list(supervisor.loaded) == keys and supervisor.process.pid == pid  # same process, rows not re-sent
+    os.kill(pid, signal.SIGKILL)
+    supervisor.process.wait()
+    after = apply_programs([program], texts, LS, progress=False)  # a fresh supervisor takes over
+    assert supervisor.process.pid != pid
+    assert np.array_equal(first.L, again.L) and np.array_equal(first.L, after.L)
+    assert int((first.L[:, 0] == 1).sum()) == 167
+
+
+def test_programs_do_not_see_the_kernels_environment(monkeypatch):
+    shared_supervisor().close()  # the next run starts a supervisor from this environment
+    monkeypatch.setenv("ALCHEMIST_TEST_SECRET", "sk-not-a-real-key")
+    peek = "import os\n\ndef peek(text):\n    return 1 if 'ALCHEMIST_TEST_SECRET' in os.environ else 0\n"
+    result = apply_programs([peek], ["a", "b"], LS, check=False, progress=False)
+    assert result.runs[0].status == "ok" and result.L[:, 0].tolist() == [0, 0]
+
+
+def test_row_objects_travel_to_the_supervisor_intact():
+    import pickle
+
+    Row = make_row_type(["title", "body text"])
+    row = pickle.loads(pickle.dumps(Row("t", "b")))
+    assert (row.title, row["body text"], row._1) == ("t", "b", "b")

@@ -1,10 +1,10 @@
 """Run programs over a dataset in forked, resource-limited child processes.
 
-One fresh child per program run, at most ``workers`` at a time. The child is forked from the
-process that holds ``inputs``, so the rows are inherited rather than pickled, and whatever a program
-monkeypatches dies with its child. The child writes one int8 outcome code per row into an anonymous
-shared mmap allocated before the fork (partial progress survives a crash; the parent reads progress
-from it), then leaves with ``os._exit``. The parent enforces a wall-clock limit with SIGKILL and
+One fresh child per program run, at most ``workers`` at a time. The children are forked by the
+supervisor process (``supervisor.py``), which received the rows once and keeps them: the rows are
+inherited rather than pickled per program, and whatever a program monkeypatches dies with its child. The child writes one int8 outcome code per row into an anonymous
+shared mmap allocated before the fork (partial progress survives a crash; the supervisor reads progress
+from it), then leaves with ``os._exit``. The supervisor enforces a wall-clock limit with SIGKILL and
 reads a death by signal or an early exit as a crash. Containment inside the child: fds closed and
 stdio on /dev/null, RLIMIT_AS/FSIZE/CORE, and an audit hook (which cannot be removed) refusing file
 writes, process creation, signals, sockets and ctypes.
@@ -19,6 +19,7 @@ import gc
 import mmap
 import os
 import resource
+import select
 import signal
 import sys
 import time
@@ -167,7 +168,7 @@ def apply_programs(
     n, m = len(inputs), len(programs)
     runs: list[ProgramRun | None] = [None] * m
     todo = []
-    fingerprint = None
+    fingerprint = dataset_fingerprint or fingerprint_inputs(inputs)
     for j, program in enumerate(programs):
         if check:
             result = check_program(program.source, allowed_imports)
@@ -178,22 +179,46 @@ def apply_programs(
             runs[j] = ProgramRun(program, "rejected", why)
             continue
         if cache is not None:
-            fingerprint = fingerprint or dataset_fingerprint or fingerprint_inputs(inputs)
             codes = cache.get(program, fingerprint, label_space, n)
             if codes is not None:
                 runs[j] = ProgramRun(program, "ok", _ok_message(codes), codes, cached=True)
                 continue
         todo.append((j, entry))
-    sandbox = _Sandbox(inputs, label_space, time_limit_s, memory_limit_mb)
-    for j, run in sandbox.run([(programs[j], entry) for j, entry in todo], workers or _default_workers(), progress):
-        runs[todo[j][0]] = run
-        if cache is not None and run.status == "ok":
-            cache.put(run.program, fingerprint, label_space, run.codes)
+    if todo:
+        for j, run in _run_in_supervisor(programs, todo, inputs, fingerprint, label_space, time_limit_s,
+                                         memory_limit_mb, workers or _default_workers(), progress):
+            runs[j] = run
+            if cache is not None and run.status == "ok":
+                cache.put(run.program, fingerprint, label_space, run.codes)
     L = np.full((n, m), ABSTAIN, dtype=np.int8)
     for j, run in enumerate(runs):
         if run.status == "ok":
             L[:, j] = to_label_matrix(run.codes)
     return ApplyResult(L, runs)
+
+
+def _run_in_supervisor(programs, todo, inputs, fingerprint, label_space, time_limit_s, memory_limit_mb, workers, progress):
+    """Hand the jobs to the supervisor process; yield ``(program index, ProgramRun)`` as they finish."""
+    from tqdm.auto import tqdm
+
+    from .supervisor import shared_supervisor
+
+    jobs = [(programs[j], entry) for j, entry in todo]
+    n = len(inputs)
+    bar = tqdm(total=n * len(jobs), unit="row", delay=1.0, disable=not progress, desc="applying programs", mininterval=0.2)
+
+    def show(done):
+        bar.n = done
+        bar.refresh()
+
+    try:
+        for i, status, message, codes, runtime_s in shared_supervisor().run(
+                fingerprint, inputs, jobs, label_space, time_limit_s, memory_limit_mb, workers, show if progress else None):
+            j = todo[i][0]
+            yield j, ProgramRun(programs[j], status, message, np.frombuffer(codes, np.int8).copy(), runtime_s)
+        show(bar.total)
+    finally:
+        bar.close()
 
 
 def _ok_message(codes: np.ndarray, first_fault: str = "", first_invalid: str = "") -> str:
@@ -207,8 +232,11 @@ def _ok_message(codes: np.ndarray, first_fault: str = "", first_invalid: str = "
     return ", ".join(parts)
 
 
-class _Sandbox:
-    """Forks one child per program and supervises them (see the module docstring)."""
+class Sandbox:
+    """Forks one child per program and supervises them (see the module docstring).
+
+    It runs inside the supervisor process (``supervisor.py``), which holds the rows.
+    """
 
     def __init__(self, inputs, label_space: LabelSpace, time_limit_s: float, memory_limit_mb: int | None):
         self.inputs = inputs
@@ -217,15 +245,11 @@ class _Sandbox:
         self.memory_limit_mb = memory_limit_mb
         self.n = len(inputs)
 
-    def run(self, jobs: list[tuple[Program, str]], workers: int, progress: bool):
-        """Yield ``(job index, ProgramRun)`` as children finish."""
-        from tqdm.auto import tqdm
-
+    def run(self, jobs: list[tuple[Program, str]], workers: int, on_progress=None):
+        """Yield ``(job index, ProgramRun)`` as children finish; ``on_progress(rows done)`` every 0.1 s."""
         pending = list(range(len(jobs)))[::-1]
-        running: dict[int, tuple] = {}  # pid -> (job index, mmap, start time)
-        bar = tqdm(total=self.n * len(jobs), unit="row", delay=1.0, disable=not progress or not jobs,
-                   desc="applying programs", mininterval=0.2)
-        finished_rows, last_progress, pause = 0, 0.0, 0.001
+        running: dict[int, tuple] = {}  # pid -> (job index, mmap, start time, pidfd or None)
+        finished_rows, last_progress = 0, 0.0
         try:
             while pending or running:
                 while pending and len(running) < max(1, workers):
@@ -236,10 +260,9 @@ class _Sandbox:
                     pid = os.fork()
                     if pid == 0:  # child: never returns
                         _child(mm, siblings, *jobs[j], self.inputs, self.label_space, self.memory_limit_mb)
-                    running[pid] = (j, mm, time.perf_counter())
-                    pause = 0.001
+                    running[pid] = (j, mm, time.perf_counter(), _pidfd(pid))
                 now = time.perf_counter()
-                for pid, (j, mm, start) in list(running.items()):
+                for pid, (j, mm, start, fd) in list(running.items()):
                     timed_out = now - start > self.time_limit_s
                     if timed_out:
                         os.kill(pid, signal.SIGKILL)
@@ -248,24 +271,26 @@ class _Sandbox:
                         done_pid, status = os.waitpid(pid, os.WNOHANG)
                         if not done_pid:
                             continue
+                    if fd is not None:
+                        os.close(fd)
                     del running[pid]
                     run = self._collect(jobs[j][0], mm, status, timed_out, time.perf_counter() - start)
                     finished_rows += self.n
                     yield j, run
-                if not bar.disable and now - last_progress > _PROGRESS_EVERY_S:
-                    bar.n = finished_rows + sum(_rows_done(mm, self.n) for _, mm, _ in running.values())
-                    bar.refresh()
+                if on_progress is not None and now - last_progress > _PROGRESS_EVERY_S:
+                    on_progress(finished_rows + sum(_rows_done(entry[1], self.n) for entry in running.values()))
                     last_progress = now
-                time.sleep(pause)
-                pause = min(pause * 2, 0.02)  # quick reaction to short programs, little polling for long ones
-            bar.n = bar.total
-            bar.refresh()
+                if running and len(running) >= max(1, workers) or not pending:
+                    deadline = min((entry[2] + self.time_limit_s for entry in running.values()), default=now)
+                    _wait_for_exit([entry[3] for entry in running.values()],
+                                   max(0.0, min(_PROGRESS_EVERY_S, deadline - time.perf_counter())))
         finally:
-            bar.close()
-            for pid, (_, mm, _) in running.items():  # interrupted (e.g. KeyboardInterrupt): leave no child behind
+            for pid, (_, mm, _, fd) in running.items():  # interrupted (e.g. KeyboardInterrupt): leave no child behind
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 mm.close()
+                if fd is not None:
+                    os.close(fd)
 
     def _collect(self, program: Program, mm: mmap.mmap, status: int, timed_out: bool, runtime_s: float) -> ProgramRun:
         codes = np.frombuffer(mm, np.int8, self.n, _CODES).copy()
@@ -295,6 +320,22 @@ class _Sandbox:
 def _first_not_run(codes: np.ndarray) -> int:
     missing = np.flatnonzero(codes == NOT_RUN)
     return int(missing[0]) if len(missing) else len(codes)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux >= 5.3); None elsewhere."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_for_exit(pidfds: list, timeout: float) -> None:
+    """Sleep until a child exits or ``timeout`` passes; polls in short naps where there are no pidfds."""
+    if pidfds and None not in pidfds:
+        select.select(pidfds, [], [], timeout)
+    else:
+        time.sleep(min(timeout, 0.005))
 
 
 def _rows_done(mm: mmap.mmap, n: int) -> int:
