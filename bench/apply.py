@@ -86,7 +86,7 @@ def main():
     assert all(r.status == "ok" for r in result.runs), result.summary()
 
     n = len(texts)
-    from alchemist_magics.programs.sandbox import _default_workers
+    from alchemist_magics.programs.sandbox import _default_workers  # the default the run used
 
     report = {
         "rows": n,
