@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .aggregate.select import score
 from .data import Dataset
 from .features import atomic_write, extract, make_extractor
 
 FORMAT_VERSION = 1
+METRICS = ("accuracy", "f1", "macro_f1")
 _PREDICT_BATCH = 8192
 
 
@@ -54,30 +56,24 @@ def _sparse_to_torch(part: sp.csr_matrix, device: torch.device) -> torch.Tensor:
 
 
 class _Batches:
-    """Training rows as device tensors: dense features move to the device once and are gathered
-    into one reused buffer (a fresh multi-MB tensor per batch costs page faults, ~7x the copy);
-    sparse features stay in scipy and go to the device per batch."""
+    """Training rows as device tensors, gathered per batch into reused buffers (a fresh
+    multi-MB tensor per batch costs page faults, ~7x the copy). Dense features move to the
+    device once; sparse features stay in scipy and go to the device per batch."""
 
-    def __init__(self, X, device: torch.device, batch: int):
+    def __init__(self, X, P: np.ndarray, device: torch.device, batch: int):
         self.device = device
         self.sparse = sp.issparse(X)
         self.X = X if self.sparse else torch.from_numpy(X).to(device)
-        self.buffer = None if self.sparse else torch.empty((batch, X.shape[1]), device=device)
+        self.P = torch.from_numpy(P).to(device)
+        self.x_buffer = None if self.sparse else torch.empty((batch, X.shape[1]), device=device)
+        self.p_buffer = torch.empty((batch, P.shape[1]), device=device)
 
-    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+    def __call__(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and soft labels of ``rows``; valid until the next call."""
+        proba = torch.index_select(self.P, 0, rows, out=self.p_buffer[: len(rows)])
         if self.sparse:
-            return _sparse_to_torch(self.X[rows.cpu().numpy()], self.device)
-        return torch.index_select(self.X, 0, rows, out=self.buffer[: len(rows)])
-
-
-def _score(metric: str, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    if metric == "accuracy":
-        return float(accuracy_score(y_true, y_pred))
-    if metric == "f1":
-        return float(f1_score(y_true, y_pred, pos_label=1, average="binary", zero_division=0))
-    return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
+            return _sparse_to_torch(self.X[rows.cpu().numpy()], self.device), proba
+        return torch.index_select(self.X, 0, rows, out=self.x_buffer[: len(rows)]), proba
 
 
 def _check_proba(proba, covered, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +116,8 @@ class DistilledModel:
             without a better dev score and restore the best epoch's weights.
         batch_size: MLP batch size; ``None`` picks ``n // 32`` clipped to 32..4096.
         lr, weight_decay: Adam settings.
-        metric: dev metric: ``"accuracy"``, ``"f1"`` (binary, class 1 positive) or ``"f1_macro"``.
+        metric: dev metric: ``"accuracy"``, ``"f1"`` (binary, class 1 positive) or ``"macro_f1"``
+            (scored by :func:`alchemist_magics.aggregate.select.score`, like the label models).
         C: inverse regularisation strength of the logistic regression.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; same code path on both.
         cache_dir: folder for the on-disk feature cache (``None``: no caching).
@@ -138,8 +135,8 @@ class DistilledModel:
                  device: str = "auto", cache_dir=None):
         if model not in ("mlp", "logreg"):
             raise ValueError(f"model={model!r}: use 'mlp' or 'logreg'")
-        if metric not in ("accuracy", "f1", "f1_macro"):
-            raise ValueError(f"metric={metric!r}: use 'accuracy', 'f1' or 'f1_macro'")
+        if metric not in METRICS:
+            raise ValueError(f"metric={metric!r}: use one of {METRICS}")
         if hidden < 1 or layers < 1 or epochs < 1 or patience < 1:
             raise ValueError("hidden, layers, epochs and patience must be >= 1")
         self.features = features
@@ -205,11 +202,11 @@ class DistilledModel:
         if len(known) == 0:
             raise ValueError("dev_labels has no known label (all -1); pass labeled dev rows or no dev set")
         if self.params["metric"] == "f1" and len(self.classes_) != 2:
-            raise ValueError("metric='f1' is binary F1; use metric='f1_macro' for more than two classes")
+            raise ValueError("metric='f1' is binary F1; use metric='macro_f1' for more than two classes")
         return X_dev[known], y_dev[known]
 
     def _dev_score(self, X_dev, y_dev) -> float:
-        return _score(self.params["metric"], y_dev, self._proba(X_dev).argmax(axis=1), len(self.classes_))
+        return score(y_dev, self._proba(X_dev).argmax(axis=1), self.params["metric"])
 
     def _fit_mlp(self, X, P, X_dev, y_dev) -> None:
         p = self.params
@@ -221,15 +218,15 @@ class DistilledModel:
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=p["lr"], weight_decay=p["weight_decay"],
                                      fused=True)  # one kernel for all parameters: ~1 ms/step less on CPU
         batch = p["batch_size"] or int(np.clip(n // 32, 32, 4096))
-        batches, P_t = _Batches(X, device, batch), torch.from_numpy(P).to(device)
+        batches = _Batches(X, P, device, batch)
         self.history_, self.best_epoch_, self.dev_score_ = [], None, None
         best_state = None
         for epoch in range(p["epochs"]):
             self.net_.train()
             perm = torch.randperm(n, generator=order).to(device)
             for start in range(0, n, batch):
-                rows = perm[start:start + batch]
-                loss = soft_cross_entropy(self.net_(batches(rows)), P_t[rows])
+                features, targets = batches(perm[start:start + batch])
+                loss = soft_cross_entropy(self.net_(features), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -19,16 +19,13 @@ import numpy as np
 from .aggregate import covered, select_label_model
 from .aggregate.select import score
 from .data import DataError, Dataset
-from .distill import DistilledModel
+from .distill import METRICS, DistilledModel
 from .llm.cost import PriceTable
 from .llm.zero_shot import zero_shot_counterfactual
 from .programs import LabelSpace, OutputCache, Program, apply_programs
 from .synthesizer import synthesize_programs
 from .task import TaskSpec
 
-METRICS = ("accuracy", "f1", "macro_f1")
-# The distilled model names macro F1 differently from the label-model selection.
-_DISTILL_METRIC = {"accuracy": "accuracy", "f1": "f1", "macro_f1": "f1_macro"}
 # Per-seed numbers averaged in the summary (the rest are labels such as the chosen model).
 _NUMERIC = ("label_model", "label_model_covered", "label_model_coverage", "train_coverage", "distilled", "distilled_coverage",
             "majority_vote", "n_programs", "program_s", "apply_s", "label_model_s", "distill_s", "total_s")
@@ -164,7 +161,7 @@ def evaluate_pipeline(
         }
         start = time.perf_counter()
         if distill:
-            model = DistilledModel(features=features, model=distill, seed=seed, metric=_DISTILL_METRIC[metric],
+            model = DistilledModel(features=features, model=distill, seed=seed, metric=metric,
                                    cache_dir=f"{cache_dir}/features" if cache_dir else None)
             model.fit(train, chosen.model.predict_proba(L_train), covered=covered(L_train), dev=rest)
             distilled = np.asarray(model.predict(test))

@@ -2,7 +2,7 @@
 
 An *extractor* turns inputs into a 2-D feature matrix. Every extractor has:
 
-- ``kind``: a short name (``"tfidf"``, ``"sentence-transformers"``, ``"precomputed"``);
+- ``kind``: a short name (``"tfidf"``, ``"sentence-transformers"``, ``"precomputed"``, ``"combined"``);
 - ``fit(inputs)`` (returns the extractor) and ``transform(inputs)`` (returns the matrix);
 - ``key``: a JSON string that, together with the inputs' content fingerprint, determines the
   output; it is the feature-cache key, so it covers the settings *and* any fitted state.
@@ -204,10 +204,46 @@ class PrecomputedFeatures:
         return json.dumps({"kind": self.kind})
 
 
+class CombinedFeatures:
+    """Several extractors side by side: their outputs are stacked column-wise.
+
+    E.g. ``CombinedFeatures([TfidfFeatures(), SentenceEmbeddings(path)])``: the words the programs
+    key on plus the meaning around them. Both default parts are L2-normalised per row, so neither
+    drowns the other. The output is CSR float32 when any part is sparse, else dense.
+    """
+
+    kind = "combined"
+
+    def __init__(self, parts):
+        self.parts = [make_extractor(part) for part in parts]
+        if len(self.parts) < 2:
+            raise ValueError("CombinedFeatures needs at least two extractors; pass the single one directly")
+
+    def fit(self, data) -> "CombinedFeatures":
+        for part in self.parts:
+            part.fit(data)
+        return self
+
+    def transform(self, data):
+        return _stack([part.transform(data) for part in self.parts])
+
+    @property
+    def key(self) -> str:
+        return json.dumps({"kind": self.kind, "parts": [part.key for part in self.parts]})
+
+
+def _stack(blocks):
+    if any(sp.issparse(block) for block in blocks):
+        return sp.hstack(blocks, format="csr", dtype=np.float32)
+    return np.hstack(blocks).astype(np.float32, copy=False)
+
+
 def make_extractor(features):
-    """An extractor from a name (``"tfidf"``, ``"sentence-transformers"``, ``"precomputed"``) or object."""
+    """An extractor from a name (``"tfidf"``, ``"sentence-transformers"``,
+    ``"tfidf+sentence-transformers"``, ``"precomputed"``) or an extractor object."""
     if isinstance(features, str):
         makers = {"tfidf": TfidfFeatures, "sentence-transformers": SentenceEmbeddings,
+                  "tfidf+sentence-transformers": lambda: CombinedFeatures([TfidfFeatures(), SentenceEmbeddings()]),
                   "precomputed": PrecomputedFeatures}
         if features not in makers:
             raise ValueError(f"unknown features {features!r}; use one of {sorted(makers)} or an extractor object")
@@ -222,8 +258,12 @@ def extract(extractor, data, cache_dir: str | os.PathLike | None = None):
     """``extractor.transform(data)``, through a disk cache when ``cache_dir`` is given.
 
     The cache key is (``extractor.key``, ``fingerprint(data)``). Precomputed features are not
-    cached (there is nothing to save). An unreadable cache entry is recomputed, with a warning.
+    cached (there is nothing to save); the parts of :class:`CombinedFeatures` are cached one by
+    one, so e.g. embeddings are shared with a plain embedding run. An unreadable cache entry is
+    recomputed, with a warning.
     """
+    if isinstance(extractor, CombinedFeatures):
+        return _stack([extract(part, data, cache_dir) for part in extractor.parts])
     if cache_dir is None or extractor.kind == "precomputed":
         return extractor.transform(data)
     key = hashlib.sha256(f"{extractor.key}\0{fingerprint(data)}".encode()).hexdigest()[:32]

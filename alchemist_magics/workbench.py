@@ -140,14 +140,19 @@ class Workbench:
         return table
 
     # -- aggregation ----------------------------------------------------------------------------
-    def fit(self, candidates: list[str] | None = None) -> SelectionResult | None:
-        """Fit the label model: chosen on dev when dev has labels, else Dawid-Skene unsupervised."""
+    def fit(self, candidates: list[str] | None = None, metric: str = "accuracy") -> SelectionResult | None:
+        """Fit the label model: chosen on dev when dev has labels, else Dawid-Skene unsupervised.
+
+        ``metric`` is what the dev choice maximises: ``"accuracy"``, ``"f1"`` (binary, class 1
+        positive, e.g. spam) or ``"macro_f1"``.
+        """
         L = self.matrix("train")
         dev = self.datasets.get("dev")
         if dev is not None and dev.has_labels:
             known = dev.labels >= 0
             self.selection = select_label_model(L, self.matrix("dev")[known], dev.labels[known],
-                                                candidates=candidates, seed=self.seed)
+                                                candidates=candidates, seed=self.seed, metric=metric,
+                                                cardinality=self.task.cardinality)
             self.label_model = self.selection.model
         else:
             self.selection = None

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
+from alchemist_magics.aggregate.select import score
 from alchemist_magics.data import from_dataframe
 from alchemist_magics.distill import DistilledModel, soft_cross_entropy
 
@@ -129,6 +130,14 @@ def test_dataset_inputs_give_class_names_and_dev_labels():
     assert model.predict(train).tolist() == train.labels.tolist()
 
 
+def test_dev_score_is_the_shared_metric_helper():
+    labels = TRUTH[TEST].copy()
+    labels[:300] = (labels[:300] + 1) % 3  # some wrong gold labels so the score is well below 1
+    model = mlp(epochs=3, metric="macro_f1").fit(X[TRAIN], PROBA[TRAIN], dev=X[TEST], dev_labels=labels)
+    expected = score(labels, model.predict(X[TEST]), "macro_f1")
+    assert model.dev_score_ == pytest.approx(expected) and 0.4 < expected < 0.8
+
+
 def test_bad_input_raises_a_clear_value_error():
     model = mlp(epochs=1)
     with pytest.raises(ValueError, match=r"proba has shape \(1999, 3\); expected \(2000, k\)"):
@@ -159,3 +168,7 @@ def test_bad_input_raises_a_clear_value_error():
         DistilledModel().predict(["text"])
     with pytest.raises(ValueError, match="model='svm'"):
         DistilledModel(model="svm")
+    with pytest.raises(ValueError, match="metric='f1_macro': use one of .*'macro_f1'"):
+        DistilledModel(metric="f1_macro")
+    with pytest.raises(ValueError, match="use metric='macro_f1'"):
+        mlp(metric="f1").fit(X[TRAIN], PROBA[TRAIN], dev=X[TEST], dev_labels=TRUTH[TEST])

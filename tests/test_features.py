@@ -1,5 +1,6 @@
 """Feature extractors and the on-disk feature cache."""
 import importlib.util
+import json
 import pickle
 import warnings
 
@@ -9,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 from alchemist_magics.data import from_dataframe
-from alchemist_magics.features import (PrecomputedFeatures, SentenceEmbeddings, TfidfFeatures, as_texts,
-                                       extract, fingerprint, make_extractor)
+from alchemist_magics.features import (CombinedFeatures, PrecomputedFeatures, SentenceEmbeddings, TfidfFeatures,
+                                       as_texts, extract, fingerprint, make_extractor)
 
 TEXTS = ["win a free prize now", "free cash offer", "meeting at noon", "see you at the meeting"]
 
@@ -103,6 +104,27 @@ def test_precomputed_features_pass_through_and_are_checked(tmp_path):
         pre.transform(TEXTS)
     with pytest.raises(ValueError, match="2-D"):
         pre.transform(X[0])
+
+
+def test_combined_features_stack_the_parts_and_cache_each_part(tmp_path):
+    counting = CountingExtractor()
+    both = CombinedFeatures([TfidfFeatures(), counting]).fit(TEXTS)
+    tfidf_width = len(both.parts[0].vectorizer.vocabulary_)
+    X = extract(both, TEXTS[:2], tmp_path)
+    assert sp.issparse(X) and X.dtype == np.float32 and X.shape == (2, tfidf_width + 2)
+    # The counting part's columns come last: length and word count of "win a free prize now".
+    assert X[0, tfidf_width:].toarray().tolist() == [[20.0, 5.0]]
+    assert (X[:, :tfidf_width] != both.parts[0].transform(TEXTS[:2])).nnz == 0
+    # Each part has its own cache entry: a later run of the counting part alone is a hit.
+    assert len(list(tmp_path.glob("*.np*"))) == 2 and counting.calls == 1
+    extract(counting, TEXTS[:2], tmp_path)
+    assert counting.calls == 1
+    dense = CombinedFeatures([counting, CountingExtractor()]).transform(TEXTS[2:3])
+    assert isinstance(dense, np.ndarray) and dense.tolist() == [[15.0, 3.0, 15.0, 3.0]]
+    assert json.loads(both.key)["parts"][1] == counting.key
+    with pytest.raises(ValueError, match="at least two"):
+        CombinedFeatures([counting])
+    assert make_extractor("tfidf+sentence-transformers").kind == "combined"
 
 
 def test_bad_inputs_and_names_give_clear_errors():

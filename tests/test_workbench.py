@@ -54,7 +54,11 @@ def test_add_apply_analyse_fit_evaluate(bench, tmp_path):
     assert table.loc["spam_words", "Emp. Acc."] == 1.0  # the toy rule is exact on dev
     assert table.loc["ham_song", "Status"] == "ok" and table.loc["ham_song", "Invalid"] == 0
     bench.fit()
-    assert bench.selection.scores.loc["majority", "accuracy"] > 0.4
+    assert bench.selection.scores.loc["majority", "accuracy"] > 0.4 and bench.selection.metric == "accuracy"
+    bench.fit(metric="f1")  # the dev choice maximises spam F1 instead
+    assert bench.selection.metric == "f1" and bench.selection.scores["f1"].notna().all()
+    with pytest.raises(ValueError, match="metric"):
+        bench.fit(metric="recall")
     report = bench.evaluate("test")
     assert set(report.index) == {"chosen: " + bench.model_name, "majority"}
     covered = (bench.matrix("test") != -1).any(axis=1).mean()
