@@ -8,26 +8,20 @@ for comparison.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-DATA_ENV = "ALCHEMIST_DATA"
+from .public_data import DATA_ENV, find_dataset
 
-
-def find_data_dir(given: str | None) -> Path:
-    """The folder holding the public datasets: ``--data``, ``$ALCHEMIST_DATA``, or ``../shared/data``."""
-    candidates = [given] if given else [os.environ.get(DATA_ENV)]
-    if not given and not candidates[0]:
-        repo = Path(__file__).resolve().parents[1]
-        candidates = [Path.cwd() / ".." / "shared" / "data", repo / ".." / "shared" / "data"]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c).resolve()
-    raise SystemExit(f"alchemist: no data folder found; pass --data DIR or set {DATA_ENV} "
-                     "to a folder with WRENCH-format subfolders (e.g. youtube/)")
+def find_data_dir(given: str | None, name: str = "youtube") -> Path:
+    """The folder holding the public datasets (see :mod:`alchemist_magics.public_data` for the order)."""
+    folder = find_dataset(name, given)
+    if folder is None:
+        raise SystemExit(f"alchemist: no data folder with {name}/ found; pass --data DIR or set {DATA_ENV} "
+                         "to a folder with WRENCH-format subfolders (e.g. youtube/)")
+    return folder.parent
 
 
 def _print(title: str, frame: pd.DataFrame) -> None:
@@ -71,7 +65,7 @@ def evaluate(args: argparse.Namespace) -> int:
     """Programs -> label model -> distilled model on one public data set, mean ± std over seeds."""
     from .evaluate import evaluate_pipeline, load_public
 
-    bench = load_public(find_data_dir(args.data), args.dataset)
+    bench = load_public(find_data_dir(args.data, args.dataset), args.dataset)
     source = bench.human if args.source == "wrench" else "synth"
     if source is None:
         raise SystemExit(f"alchemist: {args.dataset} has no human programs offline; use --source synth")
