@@ -1,0 +1,144 @@
+/**
+ * The sidebar: the programs of the current notebook with their key statistics and the cost
+ * meter, read from the notebook metadata; clicking a program activates its cell.
+ */
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { findProgramCell } from './cells';
+import { ICost, IProgramStats, ITaskStats, readStats } from './stats';
+
+export const alchemistIcon = new LabIcon({
+  name: 'alchemist_magics:flask',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" ' +
+    'd="M9 2h6v2h-1v5.2l5.6 9.7A2 2 0 0 1 17.9 22H6.1a2 2 0 0 1-1.7-3.1L10 9.2V4H9V2zm3 9.4L8.6 17h6.8L12 11.4z"/></svg>'
+});
+
+function number(value: number | null, digits = 3): string {
+  return value === null || value === undefined ? '–' : value.toFixed(digits);
+}
+
+function money(value: number | null): string {
+  return value === null || value === undefined ? 'n/a' : `$${value.toFixed(4)}`;
+}
+
+/** The cost meter in one line, as the kernel's panel words it. */
+export function costText(cost: ICost): string {
+  const ratio = cost.ratio ? `programs cost ${cost.ratio.toFixed(1)}x less` : 'ratio n/a';
+  return (
+    `spent ${money(cost.spent_usd)} (${cost.requests} requests, ${cost.cache_hits} cache hits) · ` +
+    `budget ${money(cost.budget_usd)} · zero-shot every row ${money(cost.zero_shot_usd)} · ${ratio}`
+  );
+}
+
+const COLUMNS: [string, (p: IProgramStats) => string][] = [
+  ['program', p => p.name],
+  ['coverage', p => number(p.coverage)],
+  ['dev acc.', p => number(p.accuracy)],
+  ['conflicts', p => number(p.conflicts)],
+  ['faults', p => String(p.faults ?? '–')],
+  ['status', p => p.status]
+];
+
+/** Lists the programs of the notebook the user is working in. */
+export class AlchemistSidebar extends Widget {
+  constructor(
+    tracker: INotebookTracker,
+    private _shell: JupyterFrontEnd.IShell
+  ) {
+    super();
+    this.id = 'alchemist-sidebar';
+    this.addClass('jp-alchemist-sidebar');
+    this.title.icon = alchemistIcon;
+    this.title.caption = 'Alchemist programs';
+    tracker.currentChanged.connect((_, panel) => this._follow(panel));
+    this._follow(tracker.currentWidget);
+  }
+
+  /** Show `panel`'s programs and keep them current as its metadata changes. */
+  private _follow(panel: NotebookPanel | null): void {
+    this._panel?.model?.metadataChanged.disconnect(this._render, this);
+    this._panel = panel;
+    if (panel) {
+      void panel.context.ready.then(() => {
+        if (this._panel === panel) {
+          panel.model?.metadataChanged.connect(this._render, this);
+          this._render();
+        }
+      });
+    }
+    this._render();
+  }
+
+  private _render(): void {
+    const node = this.node;
+    node.replaceChildren();
+    const model = this._panel?.model;
+    const tasks = model ? Object.values(readStats(model)) : [];
+    if (!tasks.length) {
+      const empty = document.createElement('p');
+      empty.className = 'jp-alchemist-empty';
+      empty.textContent = this._panel
+        ? 'No programs in this notebook yet: run a %%alchemist cell.'
+        : 'Open a notebook to see its programs.';
+      node.appendChild(empty);
+      return;
+    }
+    for (const task of tasks) {
+      node.appendChild(this._taskView(task));
+    }
+  }
+
+  private _taskView(stats: ITaskStats): HTMLElement {
+    const section = document.createElement('section');
+    section.className = 'jp-alchemist-task';
+    section.dataset.task = stats.task;
+    const title = document.createElement('h3');
+    title.textContent = `${stats.task} · ${stats.programs.length} programs · ${stats.label_model ?? 'no label model'}`;
+    const table = document.createElement('table');
+    const head = table.insertRow();
+    for (const [label] of COLUMNS) {
+      const th = document.createElement('th');
+      th.textContent = label;
+      head.appendChild(th);
+    }
+    for (const program of stats.programs) {
+      const row = table.insertRow();
+      row.className = 'jp-alchemist-program';
+      row.classList.toggle('jp-alchemist-bad', program.status !== 'ok');
+      row.dataset.name = program.name;
+      row.title = `Go to the cell of ${program.name}`;
+      for (const [, value] of COLUMNS) {
+        row.insertCell().textContent = value(program);
+      }
+      row.addEventListener('click', () => this._jump(stats.task, program.name));
+    }
+    const cost = document.createElement('p');
+    cost.className = 'jp-alchemist-cost';
+    cost.textContent = costText(stats.cost);
+    section.append(title, table, cost);
+    return section;
+  }
+
+  /** Activate and scroll to the cell of one program. */
+  private _jump(task: string, name: string): void {
+    const panel = this._panel;
+    if (!panel?.model) {
+      return;
+    }
+    const index = findProgramCell(panel.model.sharedModel, task, name);
+    if (index < 0) {
+      return;
+    }
+    const notebook = panel.content;
+    notebook.activeCellIndex = index;
+    notebook.mode = 'command';
+    void notebook.scrollToCell(notebook.widgets[index], 'center');
+    this._shell.activateById(panel.id);
+  }
+
+  private _panel: NotebookPanel | null = null;
+}
