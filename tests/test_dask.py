@@ -135,3 +135,78 @@ def test_a_killed_worker_is_survived(client, youtube):
     np.testing.assert_array_equal(result.L, expected)
     client.wait_for_workers(2, timeout=30)  # the nanny restarted it
     assert pids[victim] not in client.run(os.getpid).values()
+
+
+# -- label models over row chunks ------------------------------------------------------------------
+from alchemist_magics.aggregate.chunked import (  # noqa: E402
+    fit_chunked, npy_chunks, predict_chunked, predict_proba_chunked)
+from alchemist_magics.aggregate.synthetic import make_label_matrix  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    L, _, _ = make_label_matrix(6_000, 20, 3, seed=4)
+    return L
+
+
+def _sources(L, tmp_path):
+    import dask.array as da
+
+    np.save(tmp_path / "L.npy", L)
+    return {
+        "array": L,
+        "memmap": np.load(tmp_path / "L.npy", mmap_mode="r"),
+        "list": [L[:2500], L[2500:2501], L[2501:]],
+        "npy file": npy_chunks(tmp_path / "L.npy", 1500),
+        "dask array": da.from_array(L, chunks=(2000, 7)),
+    }
+
+
+@pytest.fixture
+def in_process_dask():
+    """Dask arrays computed in this process: EM makes ~40 passes, cluster round trips would dominate."""
+    import dask
+
+    with dask.config.set(scheduler="sync"):
+        yield
+
+
+@pytest.mark.parametrize("Model", [MajorityVote, DawidSkene])
+@pytest.mark.usefixtures("in_process_dask")
+def test_chunked_fit_and_predict_equal_the_in_memory_model(Model, matrix, tmp_path):
+    full = Model(cardinality=3, seed=2).fit(matrix)
+    proba, hard, guess = full.predict_proba(matrix), full.predict(matrix), full.predict(matrix, uncovered="prior")
+    assert (hard == -1).any()  # some rows uncovered: both branches of `uncovered` are exercised
+    for name, source in _sources(matrix, tmp_path).items():
+        model = fit_chunked(Model(cardinality=3, seed=2), source, chunk_rows=2000)
+        np.testing.assert_allclose(model.prior_, full.prior_, atol=1e-6, err_msg=name)
+        if Model is DawidSkene:
+            assert model.n_iter_ == full.n_iter_, name
+            np.testing.assert_allclose(model.confusion_, full.confusion_, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(predict_proba_chunked(model, source, chunk_rows=1700), proba, atol=1e-5, err_msg=name)
+        np.testing.assert_array_equal(predict_chunked(model, source, chunk_rows=1700), hard, err_msg=name)
+        np.testing.assert_array_equal(predict_chunked(model, source, "prior", chunk_rows=1700), guess, err_msg=name)
+
+
+def test_chunked_proba_into_a_given_array(matrix, tmp_path):
+    model = fit_chunked(DawidSkene(cardinality=3), matrix, chunk_rows=2500)
+    out = np.lib.format.open_memmap(tmp_path / "P.npy", mode="w+", dtype=np.float64, shape=(len(matrix), 3))
+    assert predict_proba_chunked(model, matrix, out=out, chunk_rows=2500) is out
+    np.testing.assert_allclose(out, model.predict_proba(matrix))
+    with pytest.raises(ValueError, match="out has 5 rows"):
+        predict_proba_chunked(model, matrix, out=np.empty((5, 3)))
+
+
+def test_chunk_source_errors_are_one_line_and_named(matrix):
+    one_shot = (matrix[i:i + 2000] for i in range(0, len(matrix), 2000))
+    with pytest.raises(ValueError, match="already read once; pass a callable"):
+        fit_chunked(DawidSkene(cardinality=3), one_shot)
+    mv = fit_chunked(MajorityVote(cardinality=3, seed=2), (c for c in [matrix]))  # one pass is enough for MV
+    np.testing.assert_allclose(mv.prior_, MajorityVote(cardinality=3, seed=2).fit(matrix).prior_)
+    with pytest.raises(ValueError, match="disagree on the number of programs: 19 vs 20"):
+        fit_chunked(MajorityVote(cardinality=3), [matrix[:10], matrix[10:20, :19]])
+    with pytest.raises(ValueError, match=r"values must lie in -1..2"):
+        fit_chunked(MajorityVote(cardinality=3), [matrix[:10], np.full((2, 20), 3)])
+    with pytest.raises(TypeError, match="supports MajorityVote and DawidSkene"):
+        from alchemist_magics.aggregate import Triplet
+        fit_chunked(Triplet(cardinality=3), matrix)

@@ -126,6 +126,8 @@ def predict_proba_chunked(model, source, out=None, chunk_rows: int = DEFAULT_CHU
     for proba in iter_proba(model, source, chunk_rows):
         if out is None:
             parts.append(proba)
+        elif start + len(proba) > len(out):
+            raise ValueError(f"out has {len(out)} rows but the chunks hold more")
         else:
             out[start:start + len(proba)] = proba
         start += len(proba)
