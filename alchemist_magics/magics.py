@@ -29,6 +29,7 @@ from .programs import LabelSpace, Program
 from .synthesizer import synthesize_programs
 from .task import TaskSpec
 from .ui import Panel, program_cell, send_program_cells
+from .ui.comm import send_stats, stats_message
 from .workbench import Workbench
 
 
@@ -91,7 +92,11 @@ def parse_keywords(text: str | None) -> dict[str, list[str]]:
 
 @dataclass
 class TaskSession:
-    """One task in the kernel: its workbench (``.workbench.programs``), panel and last generation."""
+    """One task in the kernel: its workbench (``.workbench.programs``), panel and last generation.
+
+    ``cells`` is the JupyterLab extension's answer to the last program cells sent: which programs
+    it ``inserted``, how many old cells it ``replaced``, which edited cells it ``kept``.
+    """
 
     task: TaskSpec
     workbench: Workbench
@@ -101,6 +106,7 @@ class TaskSession:
     zero_shot: dict | None = None
     distilled: object = None
     notes: list[str] = field(default_factory=list)
+    cells: dict = field(default_factory=dict)
 
     @property
     def programs(self) -> list[Program]:
@@ -247,13 +253,22 @@ class Alchemist(Magics):
         panel.progress(1, 2, "fitting the label model")
         selection = wb.fit()
         panel.progress(2, 2, "done")
-        panel.update(analysis=wb.analysis(), scores=selection.scores if selection else None,
-                     chosen=wb.model_name, cost=self.cost(session),
+        analysis, cost = wb.analysis(), self.cost(session)
+        panel.update(analysis=analysis, scores=selection.scores if selection else None,
+                     chosen=wb.model_name, cost=cost,
                      status=f"{len(wb.programs)} programs, {len(wb.rejected)} rejected; label model {wb.model_name}")
+        self.publish(session, analysis, cost)
+
+    def publish(self, session: TaskSession, analysis=None, cost=None) -> bool:
+        """Send the task's program statistics and cost to the JupyterLab sidebar (no-op elsewhere)."""
+        wb = session.workbench
+        analysis = wb.analysis() if analysis is None else analysis
+        cost = self.cost(session) if cost is None else cost
+        return send_stats(self.shell, stats_message(session.task.name, wb.programs, analysis, cost, wb.model_name))
 
     def _show_programs(self, session: TaskSession, programs: list[Program], next_cell: bool) -> None:
         cells = [program_cell(session.task.name, p) for p in programs]
-        sent = send_program_cells(self.shell, session.task.name, programs)
+        sent = send_program_cells(self.shell, session.task.name, programs, on_ack=session.cells.update)
         print(f"{len(programs)} programs" + (" sent to JupyterLab as cells" if sent else "")
               + f"; in Python: _alchemist.programs. Run a program cell to register an edit.")
         display(ProgramListing(cells))
@@ -374,6 +389,7 @@ class Alchemist(Magics):
 
     def _cmd_fit(self, session, args):
         selection = session.workbench.fit()
+        self.publish(session)
         if selection is None:
             print("no labeled dev rows: Dawid-Skene fitted unsupervised")
             return None

@@ -1,5 +1,6 @@
 """The magics in a real ipykernel over jupyter_client: the comm to the JupyterLab extension, the
 one-line error reply that stops Run All, and the output fallback without a cell id."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -68,11 +69,16 @@ def text_of(messages) -> str:
     return "\n".join(parts)
 
 
+def comm_opens(messages, kind: str) -> list[dict]:
+    """The comm_open messages of the extension's target with data of this kind."""
+    return [m for m in messages if m["msg_type"] == "comm_open" and m["content"]["target_name"] == "alchemist_magics"
+            and m["content"]["data"]["kind"] == kind]
+
+
 def test_program_cells_go_to_the_extension_by_comm(kernel):
     reply, messages = execute(kernel, CELL, cell_id="abc")
     assert reply["content"]["status"] == "ok"
-    opens = [m for m in messages if m["msg_type"] == "comm_open"
-             and m["content"]["target_name"] == "alchemist_magics"]
+    opens = comm_opens(messages, "cells")
     assert len(opens) == 1
     data = opens[0]["content"]["data"]
     assert data["cell_id"] == "abc" and data["task"] == "spam" and len(data["programs"]) == 3
@@ -80,13 +86,43 @@ def test_program_cells_go_to_the_extension_by_comm(kernel):
         assert f"def {p['name']}(" in p["source"] and len(p["id"]) == 12
         assert p["cell"].startswith(f"%%alchemist_program spam {p['name']}\n")
     assert "sent to JupyterLab as cells" in text_of(messages)
+    # the extension's ack comes back on the same comm and lands in the session
+    ack = {"kind": "ack", "found": True, "inserted": [p["name"] for p in data["programs"][1:]], "replaced": 2,
+           "kept": [data["programs"][0]["name"]]}
+    kernel.shell_channel.send(kernel.session.msg("comm_msg", {"comm_id": opens[0]["content"]["comm_id"], "data": ack}))
+    reply, messages = execute(kernel, "print(sorted(_alchemist.cells.items()))")
+    assert text_of(messages).strip() == str(sorted(ack.items()))
+
+
+def test_stats_go_to_the_sidebar_by_comm(kernel):
+    """Every apply sends each program's key numbers and the cost meter, matching the panel."""
+    reply, messages = execute(kernel, CELL, cell_id="abc")
+    stats = comm_opens(messages, "stats")
+    assert reply["content"]["status"] == "ok" and len(stats) == 1
+    data = stats[0]["content"]["data"]
+    reply, out = execute(kernel, "import json; t = _alchemist.panel.analysis; print(json.dumps("
+                         "[list(t.index), list(t['Coverage']), list(t['Emp. Acc.']), _alchemist.workbench.model_name]))")
+    names, coverage, accuracy, model = json.loads(text_of(out))
+    assert data["task"] == "spam" and data["label_model"] == model
+    assert [p["name"] for p in data["programs"]] == names and len(names) == 3
+    assert [p["coverage"] for p in data["programs"]] == pytest.approx(coverage)
+    assert [p["accuracy"] for p in data["programs"]] == pytest.approx(accuracy)
+    assert all(p["status"] == "ok" and p["faults"] == 0 and len(p["id"]) == 12 for p in data["programs"])
+    assert data["cost"]["spent_usd"] == 0 and data["cost"]["requests"] == 0 and data["cost"]["zero_shot_usd"] > 0
+    # an edited program cell re-applies and sends its new row
+    first = names[0]
+    reply, messages = execute(kernel, f"%%alchemist_program spam {first}\ndef f(text):\n"
+                                      "    return 1 if 'free' in text else -1\n", cell_id="p1")
+    (edited,) = comm_opens(messages, "stats")
+    row = edited["content"]["data"]["programs"][0]
+    assert row["name"] == first and row["coverage"] != coverage[0] and 0 < row["coverage"] < 1
+    assert not comm_opens(messages, "cells")
 
 
 def test_without_cell_id_the_programs_are_in_the_output(kernel):
     reply, messages = execute(kernel, CELL)
     assert reply["content"]["status"] == "ok"
-    assert not [m for m in messages if m["msg_type"] == "comm_open"
-                and m["content"]["target_name"] == "alchemist_magics"]
+    assert not comm_opens(messages, "cells") and len(comm_opens(messages, "stats")) == 1
     out = text_of(messages)
     assert out.count("%%alchemist_program spam ") >= 3 and "sent to JupyterLab" not in out
 

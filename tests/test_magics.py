@@ -214,3 +214,24 @@ def test_llm_path_through_the_magic_then_restart_costs_nothing(ip, fake_server, 
     magics().alchemist_cell("llmspam -d df --dev dev -n 3 --budget 0.5", "Is this spam?")
     assert "3 from the cache" in capsys.readouterr().out and len(fake_server.requests) == 3
     assert [p.id for p in ip.user_ns["_alchemist"].programs] == [p.id for p in session.programs]
+
+
+def test_stats_message_is_plain_json(ip, offline):
+    """The sidebar's message: the panel's numbers per program, NaN as null, numpy as Python."""
+    import json
+
+    from alchemist_magics.ui.comm import send_stats, stats_message
+
+    session = ip.user_ns["_alchemist"]
+    table = session.panel.analysis.copy()
+    first = session.programs[0].name
+    table.loc[first, "Emp. Acc."] = float("nan")  # a program that never fires on dev
+    cost = {"spent_usd": 0.0, "requests": np.int64(2), "ratio": None, "prompt_tokens": 7}
+    message = stats_message("spam", session.programs, table, cost, "majority")
+    assert json.loads(json.dumps(message)) == message
+    rows = {p["name"]: p for p in message["programs"]}
+    assert list(rows) == [p.name for p in session.programs]
+    assert rows[first]["accuracy"] is None and rows[first]["coverage"] == pytest.approx(table.loc[first, "Coverage"])
+    assert message["cost"] == {"spent_usd": 0.0, "estimate_usd": None, "budget_usd": None, "zero_shot_usd": None,
+                               "ratio": None, "requests": 2, "cache_hits": None}
+    assert send_stats(ip, message) is False  # no kernel: nothing to send to
