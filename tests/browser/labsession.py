@@ -1,0 +1,196 @@
+"""A real JupyterLab in a real browser, for the browser test and scripts/screenshot.py.
+
+:class:`LabServer` starts ``jupyter lab`` on 127.0.0.1 in a folder holding a small notebook (WRENCH
+youtube, one ``%%alchemist`` cell) and stops it by its PID; :class:`Notebook` drives the page
+through ``window.jupyterapp`` (JupyterLab's application object, exposed by
+``--LabApp.expose_app_in_browser``) and Playwright on Debian's Chromium (never a downloaded one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data" / "youtube"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+NOTEBOOK = "youtube.ipynb"
+MAGIC = 1  # index of the %%alchemist cell
+# JupyterLab settings for a quiet, deterministic page: no news or update toasts, every cell in the DOM
+SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                        "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+
+def chromium() -> str | None:
+    """Debian's Chromium binary, or None when it is not installed."""
+    for path in ("/usr/bin/chromium", shutil.which("chromium") or ""):
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def notebook_json(data: Path, n: int) -> dict:
+    """A notebook: load WRENCH youtube, then one %%alchemist cell asking for ``n`` programs."""
+    setup = (f"from alchemist_magics import load_wrench\n"
+             f"youtube = load_wrench({str(data)!r})\n"
+             f"train, dev = youtube['train'], youtube['valid']\n"
+             "%load_ext alchemist_magics\n"
+             "%config Alchemist.api_key_env = 'ALCHEMIST_BROWSER_TEST_NO_KEY'  # the offline synthesizer\n"
+             "%config Alchemist.base_url = ''")
+    magic = f"%%alchemist spam -d train --dev dev -n {n}\nIs this YouTube comment spam (SPAM) or not (HAM)?"
+    cells = [{"cell_type": "code", "id": f"cell-{i}", "metadata": {}, "outputs": [], "execution_count": None,
+              "source": source} for i, source in enumerate([setup, magic])]
+    return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LabServer:
+    """``jupyter lab`` on 127.0.0.1 in ``folder`` (with the notebook written there); a context manager.
+
+    Args:
+        folder: an empty working folder (the notebook, settings and ``.alchemist/`` go there).
+        n: programs the notebook's %%alchemist cell asks for.
+    """
+
+    def __init__(self, folder: Path, n: int = 5, data: Path = DATA):
+        self.folder, self.port, self.token = Path(folder), _free_port(), secrets.token_hex(16)
+        self.process: subprocess.Popen | None = None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / NOTEBOOK).write_text(json.dumps(notebook_json(data, n)))
+        for name, value in SETTINGS.items():
+            path = self.folder / "settings" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value))
+
+    @property
+    def url(self) -> str:
+        """The notebook's page, token included."""
+        return f"http://127.0.0.1:{self.port}/lab/tree/{NOTEBOOK}?token={self.token}"
+
+    def __enter__(self) -> "LabServer":
+        env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(self.folder / "settings"),
+               "JUPYTERLAB_WORKSPACES_DIR": str(self.folder / "workspaces")}
+        command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+                   f"--ServerApp.token={self.token}", "--LabApp.expose_app_in_browser=True", "--allow-root",
+                   f"--ServerApp.root_dir={self.folder}"]
+        self.log = open(self.folder / "jupyter.log", "wb")
+        self.process = subprocess.Popen(command, cwd=self.folder, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited ({self.process.returncode}); see {self.log.name}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.3)
+        self.__exit__()
+        raise RuntimeError(f"jupyter lab did not answer within 60 s; see {self.log.name}")
+
+    def __exit__(self, *exc) -> None:
+        """Stop the server (and its kernels, in its process group) by PID."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+def launch_browser(playwright):
+    """Debian's Chromium under Playwright, with the flags this machine needs."""
+    return playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS, headless=True)
+
+
+# JavaScript run in the page: the notebook's cells as plain data.
+_CELLS_JS = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  return panel.content.model.sharedModel.cells.map(c => ({
+    id: c.id, source: c.getSource(), alchemist: c.getMetadata('alchemist') ?? null,
+    execution_count: c.execution_count ?? null}));
+}"""
+
+
+class Notebook:
+    """The notebook page of a :class:`LabServer`, driven through ``window.jupyterapp``."""
+
+    def __init__(self, page, server: LabServer):
+        self.page, self.server = page, server
+
+    def open(self) -> "Notebook":
+        """Load the page and wait until the notebook's kernel is idle."""
+        self.page.goto(self.server.url)
+        self.page.wait_for_function(
+            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " return w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
+            " && w.sessionContext.session.kernel.status === 'idle' && w.content.widgets.length > 0; }",
+            timeout=90_000)
+        return self
+
+    def cells(self) -> list[dict]:
+        """Every cell: id, source, ``metadata.alchemist`` (or None) and execution count."""
+        return self.page.evaluate(_CELLS_JS)
+
+    def program_cells(self) -> list[dict]:
+        """The cells the extension inserted for the %%alchemist cell."""
+        magic = self.cells()[MAGIC]["id"]
+        return [c for c in self.cells() if (c["alchemist"] or {}).get("source_cell") == magic]
+
+    def run(self, index: int, timeout_s: float = 90) -> None:
+        """Run cell ``index`` and wait until the kernel has finished it."""
+        self.page.evaluate("""async (index) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            panel.content.activeCellIndex = index;
+            await window.jupyterapp.commands.execute('notebook:run-cell');
+        }""", index)
+        self.page.wait_for_function("""(index) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const cell = panel.content.widgets[index];
+            return panel.sessionContext.session.kernel.status === 'idle' && cell.model.executionCount !== null
+              && !cell.node.classList.contains('jp-mod-executing');
+        }""", arg=index, timeout=timeout_s * 1000)
+
+    def set_source(self, index: int, text: str) -> None:
+        """Replace the text of cell ``index`` (what typing into it does to the model)."""
+        self.page.evaluate("([i, text]) => window.jupyterapp.shell.currentWidget.content.widgets[i]"
+                           ".model.sharedModel.setSource(text)", [index, text])
+
+    def active_index(self) -> int:
+        return self.page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
+
+    def cell(self, index: int):
+        """The Playwright locator of cell ``index``."""
+        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
+
+    def open_sidebar(self):
+        """Show the alchemist sidebar; returns its locator."""
+        self.page.evaluate("() => window.jupyterapp.shell.activateById('alchemist-sidebar')")
+        sidebar = self.page.locator("#alchemist-sidebar")
+        sidebar.wait_for(state="visible")
+        return sidebar
+
+    def save(self) -> None:
+        self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        self.page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
