@@ -6,6 +6,7 @@ import json
 import pickle
 import re
 
+import alchemist_magics  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch loads)
 import numpy as np
 import pandas as pd
 import pytest
