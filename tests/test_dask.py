@@ -210,3 +210,27 @@ def test_chunk_source_errors_are_one_line_and_named(matrix):
     with pytest.raises(TypeError, match="supports MajorityVote and DawidSkene"):
         from alchemist_magics.aggregate import Triplet
         fit_chunked(Triplet(cardinality=3), matrix)
+
+
+# -- CLIP embeddings across workers ----------------------------------------------------------------
+def test_clip_embeddings_on_workers_fill_the_same_cache(client, tmp_path):
+    pytest.importorskip("open_clip")
+    import open_clip
+    from test_images import draw, tiny_model
+
+    from alchemist_magics.images import ClipModel, embed_images, load_image_folder
+    from alchemist_magics.scale.images import embed_images_dask
+
+    for i in range(10):
+        shape = "square" if i % 2 else "circle"
+        (tmp_path / "images" / shape).mkdir(parents=True, exist_ok=True)
+        draw(shape, "land", i).save(tmp_path / "images" / shape / f"{i}.png")
+    images = load_image_folder(tmp_path / "images")
+    clip = ClipModel(tiny_model(), open_clip.image_transform(32, is_train=False), device="cpu")
+    cache_dir = tmp_path / "cache"
+    on_cluster = embed_images_dask(images, clip, client, cache_dir=cache_dir, partition_size=5, progress=False)
+    assert on_cluster.embedded == 10 and on_cluster.cached == 0 and len(on_cluster) == 10
+    local = embed_images(images, clip, cache_dir=tmp_path / "local-cache", progress=False)
+    np.testing.assert_allclose(on_cluster.vectors, local.vectors, atol=1e-5)
+    again = embed_images(images, clip, cache_dir=cache_dir, progress=False)  # the local engine hits the cluster's entries
+    assert again.embedded == 0 and again.cached == 10
