@@ -34,13 +34,13 @@ export function costText(cost: ICost): string {
   );
 }
 
-const COLUMNS: [string, (p: IProgramStats) => string][] = [
-  ['program', p => p.name],
-  ['coverage', p => number(p.coverage)],
-  ['dev acc.', p => number(p.accuracy)],
-  ['conflicts', p => number(p.conflicts)],
-  ['faults', p => String(p.faults ?? '–')],
-  ['status', p => p.status]
+/** The key numbers of a program row, in order: [key, label, text]. */
+const STATS: [string, string, (p: IProgramStats) => string][] = [
+  ['coverage', 'cov', p => number(p.coverage)],
+  ['accuracy', 'dev acc', p => number(p.accuracy)],
+  ['conflicts', 'conflicts', p => number(p.conflicts)],
+  ['faults', 'faults', p => String(p.faults ?? '–')],
+  ['status', '', p => p.status]
 ];
 
 /** Lists the programs of the notebook the user is working in. */
@@ -98,28 +98,33 @@ export class AlchemistSidebar extends Widget {
     section.dataset.task = stats.task;
     const title = document.createElement('h3');
     title.textContent = `${stats.task} · ${stats.programs.length} programs · ${stats.label_model ?? 'no label model'}`;
-    const table = document.createElement('table');
-    const head = table.insertRow();
-    for (const [label] of COLUMNS) {
-      const th = document.createElement('th');
-      th.textContent = label;
-      head.appendChild(th);
-    }
+    const list = document.createElement('ul');
     for (const program of stats.programs) {
-      const row = table.insertRow();
+      // two lines per program, so the list fits a narrow sidebar: the name, then its numbers
+      const row = document.createElement('li');
       row.className = 'jp-alchemist-program';
       row.classList.toggle('jp-alchemist-bad', program.status !== 'ok');
       row.dataset.name = program.name;
       row.title = `Go to the cell of ${program.name}`;
-      for (const [, value] of COLUMNS) {
-        row.insertCell().textContent = value(program);
+      const name = document.createElement('div');
+      name.className = 'jp-alchemist-name';
+      name.textContent = program.name;
+      const numbers = document.createElement('div');
+      for (const [key, label, text] of STATS) {
+        const stat = document.createElement('span');
+        stat.className = 'jp-alchemist-stat';
+        stat.dataset.key = key;
+        stat.textContent = label ? `${label} ${text(program)}` : text(program);
+        numbers.appendChild(stat);
       }
+      row.append(name, numbers);
       row.addEventListener('click', () => this._jump(stats.task, program.name));
+      list.appendChild(row);
     }
     const cost = document.createElement('p');
     cost.className = 'jp-alchemist-cost';
     cost.textContent = costText(stats.cost);
-    section.append(title, table, cost);
+    section.append(title, list, cost);
     return section;
   }
 

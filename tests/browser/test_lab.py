@@ -41,7 +41,8 @@ def notebook(tmp_path_factory):
 def sidebar_rows(notebook) -> dict[str, list[str]]:
     """Program name -> the texts of its sidebar row (program, coverage, dev acc., conflicts, faults, status)."""
     rows = notebook.open_sidebar().locator(".jp-alchemist-program")
-    return {rows.nth(i).get_attribute("data-name"): rows.nth(i).locator("td").all_inner_texts()
+    return {rows.nth(i).get_attribute("data-name"): [rows.nth(i).locator(".jp-alchemist-name").inner_text(),
+                                                     *rows.nth(i).locator(".jp-alchemist-stat").all_inner_texts()]
             for i in range(rows.count())}
 
 
@@ -93,10 +94,11 @@ def test_program_cells_panel_sidebar_edit_and_rerun(notebook):
     assert notebook.cell(edited).locator(".jp-OutputArea").inner_text().startswith(f"replaced {names[0]}")
     page.wait_for_function(
         "([name, old]) => { const row = document.querySelector(`#alchemist-sidebar [data-name='${name}']`);"
-        " return row && row.cells[1].innerText !== old; }", arg=[names[0], rows[names[0]][1]])
+        " return row && row.querySelector('[data-key=coverage]').innerText !== old; }", arg=[names[0], rows[names[0]][1]])
     assert panel_row.inner_text() != before
     now = sidebar_rows(notebook)
     assert now[names[0]][1] != rows[names[0]][1] and now[names[0]][5] == "ok"
+    assert re.fullmatch(r"cov 0\.\d{3}", now[names[0]][1]) and now[names[0]][4] == "faults 0"
     # the other programs did not run again: same coverage and dev accuracy (conflicts may move)
     assert all(now[name][1:3] == rows[name][1:3] for name in names[1:])
     page.screenshot(path=ARTIFACTS / "3-edited.png")
