@@ -75,11 +75,13 @@ def local_child(rows: int, partition_rows: int, workers: int) -> dict:
 
     texts = [t for part in partitions(rows, partition_rows) for t in part.inputs()]
     start = time.perf_counter()
+    # the default 60 s limit is per program run over ALL rows: one program over 10M rows can exceed it
     result = apply_programs([Program(s) for s in SOURCES], texts, LabelSpace(["ham", "spam"]),
-                            workers=workers, progress=False)
+                            workers=workers, time_limit_s=3600, progress=False)
     seconds = time.perf_counter() - start
     return {"local_s": seconds, "local_hash": matrix_hash(result.L), "local_peak_gb": peak_gb(),
-            "local_ok": all(r.ok for r in result.runs)}
+            "local_ok": all(r.ok for r in result.runs),
+            "local_statuses": sorted({r.status for r in result.runs})}
 
 
 def make_matrix(path: Path, rows: int, m: int, k: int, chunk_rows: int) -> None:
