@@ -114,7 +114,9 @@ def workbench_evidence(bench, name: str, *, confidence: float = 0.7) -> Evidence
 
 
 @dataclass
-class _Exception:
+class LearnedException:
+    """One learned exception: where ``key`` is among a row's words and pairs, answer ``answer``."""
+
     key: str
     answer: int  # what the repaired program returns instead (-1 = abstain)
     errors: int  # evidence rows it covered where the parent was wrong
@@ -122,7 +124,7 @@ class _Exception:
 
 
 def mine_exceptions(keys: list[set[str]], outputs: np.ndarray, targets: np.ndarray, *, min_support: int = 3,
-                    min_error_rate: float = 0.6, flip_purity: float = 0.9, max_keys: int = 10) -> list[_Exception]:
+                    min_error_rate: float = 0.6, flip_purity: float = 0.9, max_keys: int = 10) -> list[LearnedException]:
     """Greedy exception keys over rows where the parent fires and the target is known.
 
     Score of a key (on rows no earlier key covers) = rights - errors gained: abstaining removes its
@@ -159,15 +161,17 @@ def mine_exceptions(keys: list[set[str]], outputs: np.ndarray, targets: np.ndarr
         if best is None or best[0] >= 0:
             break
         _, _, key, answer, errors, rights = best
-        chosen.append(_Exception(key, answer, errors, rights))
+        chosen.append(LearnedException(key, answer, errors, rights))
         open_rows[index.pop(key)] = False
     return chosen
 
 
 def repair_offline(task: TaskSpec, program: Program, evidence: Evidence, *, reasons: list[str] | None = None,
                    stats: dict | None = None, min_support: int = 3, min_error_rate: float = 0.6,
-                   flip_purity: float = 0.9, max_keys: int = 10) -> Program:
+                   flip_purity: float = 0.9, max_keys: int = 10, max_rows: int = 20_000, seed: int = 0) -> Program:
     """A new program: ``program`` plus the exceptions mined from ``evidence`` (see the module doc).
+
+    At most ``max_rows`` rows besides the dev rows are mined (a sample drawn with ``seed``).
 
     ``reasons`` and ``stats`` (why the program counts as weak, its analysis row) go into the
     provenance, as for an LLM repair. Raises :class:`NothingToLearn` when the program fires on no
@@ -177,6 +181,10 @@ def repair_offline(task: TaskSpec, program: Program, evidence: Evidence, *, reas
     if entry is None:
         raise ValueError(f"cannot repair {program.name}: {why}")
     fired = (evidence.outputs >= 0) & (evidence.targets >= 0)
+    # Bound the mining cost on big data: every dev row, and a seeded sample of the other rows.
+    extra = np.flatnonzero(fired & (evidence.origin != "dev"))
+    if len(extra) > max_rows:
+        fired[np.random.default_rng(seed).choice(extra, len(extra) - max_rows, replace=False)] = False
     if not fired.any():
         raise NothingToLearn(f"{program.name} fires on no row with a known label: nothing to learn from; "
                              f"label more dev rows or lower confidence=")
@@ -192,6 +200,9 @@ def repair_offline(task: TaskSpec, program: Program, evidence: Evidence, *, reas
         raise NothingToLearn(f"no word or phrase marks {program.name}'s errors ({errors} of {len(texts)} rows; a key needs "
                              f"{min_support}+ errors at error rate {min_error_rate}+): edit it by hand or use the LLM repair")
     after = _simulate(keys, outputs, found)
+    if not (after >= 0).any():
+        raise NothingToLearn(f"{program.name} is wrong on nearly every row it votes on and no single class fixes it: "
+                             f"delete it rather than repair it")
     origin = evidence.origin[fired]
     summary = {
         "exceptions": [{"key": e.key, "answer": e.answer, "errors": e.errors, "rights": e.rights} for e in found],
@@ -203,7 +214,7 @@ def repair_offline(task: TaskSpec, program: Program, evidence: Evidence, *, reas
     provenance = {"source": "offline-repair", "parent": program.id, "reasons": list(reasons or []),
                   "stats": summary, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "settings": {"min_support": min_support, "min_error_rate": min_error_rate,
-                               "flip_purity": flip_purity, "max_keys": max_keys}}
+                               "flip_purity": flip_purity, "max_keys": max_keys, "max_rows": max_rows, "seed": seed}}
     return Program(source, provenance=provenance)
 
 
@@ -219,7 +230,7 @@ def repair_program(bench, name: str, *, confidence: float = 0.7, reasons: list[s
                           stats=stats, **mining)
 
 
-def _simulate(keys: list[set[str]], outputs: np.ndarray, found: list[_Exception]) -> np.ndarray:
+def _simulate(keys: list[set[str]], outputs: np.ndarray, found: list[LearnedException]) -> np.ndarray:
     """What the repaired program returns on the evidence rows (first matching exception wins)."""
     after = outputs.copy()
     for row, row_keys in enumerate(keys):
@@ -239,7 +250,7 @@ def _tally(outputs: np.ndarray, targets: np.ndarray, origin: np.ndarray) -> dict
     return out
 
 
-def _write(task: TaskSpec, parent: Program, entry: str, found: list[_Exception], rows: int, errors: int) -> str:
+def _write(task: TaskSpec, parent: Program, entry: str, found: list[LearnedException], rows: int, errors: int) -> str:
     """The repaired program's source: the parent unchanged, then the exceptions and a new entry."""
     tree = ast.parse(parent.source)
     taken = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {

@@ -58,6 +58,17 @@ def test_abstains_when_errors_have_no_single_answer():
     assert _run(fixed, texts).tolist() == [-1, -1, -1, -1, 0, 0, 0]
 
 
+def test_mines_every_dev_row_and_a_bounded_sample_of_the_rest():
+    texts = (HAM + SPAM) * 20
+    gold = np.array(([0] * 5 + [1] * 5) * 20)
+    origin = ["dev"] * 10 + ["train"] * 190
+    evidence = Evidence(texts, _run(SONG, texts), gold, origin)
+    fixed = repair_offline(TASK, SONG, evidence, max_rows=50)
+    assert fixed.provenance["stats"]["learned_from"] == {"dev": 10, "train": 50}
+    assert fixed.provenance["stats"]["after"]["train"] == {"fired": 50, "right": 50}
+    assert repair_offline(TASK, SONG, evidence, max_rows=50).source == fixed.source  # seeded
+
+
 def test_names_in_the_parent_do_not_clash():
     parent = Program('import re\n\nEXCEPTIONS = ("x",)\n\n\ndef words_and_pairs(text):\n    return re.findall("song", text)\n\n\n'
                      'def song(text):\n    return 0 if words_and_pairs(text) and EXCEPTIONS[0] not in text else -1\n')
@@ -80,6 +91,11 @@ def test_refuses_when_there_is_nothing_to_learn():
     scattered = HAM + ["alpha song", "beta song", "gamma song"]
     with pytest.raises(NothingToLearn, match="no word or phrase marks song's errors"):
         repair_offline(TASK, SONG, _evidence(scattered, np.array([0] * 5 + [1] * 3)), min_support=2)
+    # Always wrong, and the right answers split between two classes: nothing left to keep.
+    three = TaskSpec("three", "topic", ["music", "spam", "news"])
+    hopeless = Evidence(["song one", "song two", "song three", "song four"], [0] * 4, [1, 2, 1, 2], ["dev"] * 4)
+    with pytest.raises(NothingToLearn, match="delete it rather than repair it"):
+        repair_offline(three, SONG, hopeless)
     with pytest.raises(TypeError, match="text inputs"):
         Evidence([{"text": "song"}], [0], [1], ["dev"])
 
