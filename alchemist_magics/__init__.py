@@ -29,6 +29,11 @@ def __getattr__(name):
     raise AttributeError(f"module 'alchemist_magics' has no attribute {name!r}")
 
 
+def _jupyter_labextension_paths():
+    """Where the built JupyterLab extension lives (``jupyter labextension develop`` reads this)."""
+    return [{"src": "labextension", "dest": "alchemist_magics"}]
+
+
 def load_ipython_extension(shell):
     """``%load_ext alchemist_magics`` (the magics live in ``alchemist_magics.magics``)."""
     from .magics import load_ipython_extension as load
