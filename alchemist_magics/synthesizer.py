@@ -41,6 +41,8 @@ SHAPES = {
     "all_caps_word": r"\b[A-Z]{4,}\b",
 }
 OPENING_WORDS = 2
+PAIR_GAIN = 0.1  # precision a pair's opening word must add to its later word
+BRIEF_WORDS = (4, 5, 6)  # word-count cuts for "short text opening with ..." rules
 LENGTH_QUANTILES = (0.1, 0.2, 0.3, 0.7, 0.8, 0.9)
 EM_ROUNDS = 5
 UNLABELED_WEIGHT = 0.3  # an EM-labeled row counts this much against a labeled one
@@ -105,15 +107,19 @@ def synthesize_programs(
     X_l, X_u = X[: len(texts_l)], X[len(texts_l):]
     k = task.cardinality
     Y_l = np.eye(k)[y]
-    P_u = _em_naive_bayes(X_l, Y_l, X_u)
+    # Pair features restate each later word once per opening word: naive Bayes would count the
+    # same evidence again and drift, so EM leaves them out (they still become rules below).
+    em = np.array([f.kind != "pair" for f in features])
+    P_u = _em_naive_bayes(X_l[:, em], Y_l, X_u[:, em])
     rules = _mine_rules(X_l, Y_l, X_u, P_u, features)
     programs = _group_rules(rules, features, k)
     sources, stats = [], []
     for label, kind, group in _take_turns(programs, k, n_programs):
         fired = np.asarray(X_l[:, [r.feature for r in group]].sum(axis=1)).ravel() > 0
+        right = int((fired & (y == label)).sum())
         keys = [features[r.feature] for r in group]
         stats.append({"label": label, "kind": kind, "keys": [f.key for f in keys],
-                      "labeled_fired": int(fired.sum()), "labeled_right": int((fired & (y == label)).sum())})
+                      "labeled_fired": int(fired.sum()), "labeled_right": right})
         sources.append(_write(task, label, kind, keys, stats[-1], seed))
     provenance = [{"source": "offline-synthesizer", "seed": seed, "stats": st} for st in stats]
     return [Program(src, provenance=prov) for src, prov in zip(_unique_names(sources), provenance)]
@@ -146,7 +152,9 @@ def _featurize(texts: list[str]) -> tuple[list[_Feature], sparse.csr_matrix]:
     # Words and adjacent word pairs of the lower-cased text: the same tokens r"\w+" finds.
     words = CountVectorizer(token_pattern=r"(?u)\w+", ngram_range=(1, 2), binary=True, min_df=2)
     starts = CountVectorizer(analyzer=_openings, binary=True, min_df=2)
-    for kind, vectorizer in (("word", words), ("start", starts)):
+    briefs = CountVectorizer(analyzer=_brief_openings, binary=True, min_df=2)
+    pairs = CountVectorizer(analyzer=_pairs, binary=True, min_df=2)
+    for kind, vectorizer in (("word", words), ("start", starts), ("brief", briefs), ("pair", pairs)):
         try:
             blocks.append(vectorizer.fit_transform(texts))
         except ValueError:  # empty vocabulary: texts too short or too few
@@ -167,6 +175,18 @@ def _featurize(texts: list[str]) -> tuple[list[_Feature], sparse.csr_matrix]:
 def _openings(text: str) -> list[str]:
     tokens = re.findall(r"\w+", text.lower())[:OPENING_WORDS]
     return [" ".join(tokens[:n]) for n in range(1, len(tokens) + 1)]
+
+
+def _brief_openings(text: str) -> list[str]:
+    """Openings of short texts, keyed "opening|most words" ("what is|5": a short definition question)."""
+    n_words = len(re.findall(r"\w+", text))
+    return [f"{opening}|{cut}" for cut in BRIEF_WORDS if n_words <= cut for opening in _openings(text)]
+
+
+def _pairs(text: str) -> list[str]:
+    """The first word with each later word, keyed "first+later" ("what+city")."""
+    tokens = re.findall(r"\w+", text.lower())
+    return [f"{tokens[0]}+{word}" for word in set(tokens[1:])] if tokens else []
 
 
 def _em_naive_bayes(X_l, Y_l, X_u) -> np.ndarray:
@@ -202,26 +222,53 @@ def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
     # Shapes and lengths are few and broad: they must prove themselves on the labeled rows.
     single = np.array([f.kind in ("shape", "short", "long") for f in features])
     ok[single] &= counts_l[single] >= MIN_LABELED_HITS
+    # A pair must say more than its later word alone does.
+    word_index = {f.key: i for i, f in enumerate(features) if f.kind == "word"}
+    for i, f in enumerate(features):
+        later = word_index.get(f.key.split("+")[-1]) if f.kind == "pair" else None
+        if later is not None:
+            ok[i] &= precision[i] >= precision[later] + PAIR_GAIN
     rows, cols = np.nonzero(ok)
     rules = [_Rule(int(f), int(c), float(precision[f, c])) for f, c in zip(rows, cols)]
     return sorted(rules, key=lambda r: (-r.precision, r.feature))
 
 
 def _group_rules(rules: list[_Rule], features: list[_Feature], k: int) -> list[list]:
-    """Per class, an ordered list of (kind, rules) program groups, most precise first."""
+    """Per class, an ordered list of (kind, rules) program groups: the openings (anchored, so the
+    most telling on questions and commands), then keyword lists in tiers, shapes and lengths."""
     per_class = [[] for _ in range(k)]
     for label in range(k):
         mine = [r for r in rules if r.label == label]
-        words = _drop_covered_phrases([r for r in mine if features[r.feature].kind == "word"], features)
-        starts = [r for r in mine if features[r.feature].kind == "start"]
+        of_kind = {kind: [r for r in mine if features[r.feature].kind == kind] for kind in ("word", "start", "brief", "pair")}
+        words = _drop_covered_phrases(of_kind["word"], features)
+        starts = _drop_covered_phrases(of_kind["start"], features)
+        # A short-text or pair rule adds nothing for a class whose opening rules already take its opening.
+        opened = {features[r.feature].key for r in of_kind["start"]}
+        briefs = [r for r in _one_cut_per_opening(of_kind["brief"], features)
+                  if not _prefixes(features[r.feature].key.split("|")[0]) & opened]
+        pairs = [r for r in of_kind["pair"] if features[r.feature].key.split("+")[0] not in opened]
         singles = [r for r in mine if features[r.feature].kind in ("shape", "short", "long")]
         groups = [("word", words[i: i + WORDS_PER_PROGRAM]) for i in range(0, len(words), WORDS_PER_PROGRAM)]
-        if starts:
-            groups.insert(1, ("start", _drop_covered_phrases(starts, features)[:WORDS_PER_PROGRAM]))
-        for rule in singles[:2]:
-            groups.insert(1, (features[rule.feature].kind, [rule]))
-        per_class[label] = groups
+        groups[1:1] = [("start", starts[:WORDS_PER_PROGRAM]), ("brief", briefs[:WORDS_PER_PROGRAM]),
+                       ("pair", pairs[:WORDS_PER_PROGRAM])] + [(features[r.feature].kind, [r]) for r in singles[:2]]
+        per_class[label] = [(kind, group) for kind, group in groups if group]
     return per_class
+
+
+def _prefixes(opening: str) -> set[str]:
+    words = opening.split()
+    return {" ".join(words[:n]) for n in range(1, len(words) + 1)}
+
+
+def _one_cut_per_opening(rules: list[_Rule], features: list[_Feature]) -> list[_Rule]:
+    """Keep the most precise word-count cut of each opening."""
+    seen, out = set(), []
+    for rule in rules:
+        opening = features[rule.feature].key.split("|")[0]
+        if opening not in seen:
+            seen.add(opening)
+            out.append(rule)
+    return out
 
 
 def _drop_covered_phrases(rules: list[_Rule], features: list[_Feature]) -> list[_Rule]:
@@ -262,6 +309,35 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: 
             f"def {fname}(text):\n"
             f'    """Vote {name!r} ({label}) if the lower-cased text {what} one of WORDS, else abstain."""\n'
             f"    return {label} if re.search(PATTERN, text.lower()) else -1\n"
+        )
+    if kind == "brief":
+        cuts = dict(key.split("|") for key in keys)
+        listing = _wrap([f"{opening!r}: {cut}" for opening, cut in cuts.items()])
+        fname = _identifier(f"{name}_if_short_{'_or_'.join(list(cuts)[:2])}")
+        return (
+            f"import re\n\n{header}# opening words -> the most words the whole text may have\n"
+            f"OPENINGS = {{\n{listing}\n}}\n\n\n"
+            f"def {fname}(text):\n"
+            f'    """Vote {name!r} ({label}) if the text opens with one of OPENINGS and is at most that many\n'
+            f'    words long, else abstain."""\n'
+            f'    words = re.findall(r"\\w+", text.lower())\n'
+            f"    for opening, most in OPENINGS.items():\n"
+            f"        if len(words) <= most and words[: len(opening.split())] == opening.split():\n"
+            f"            return {label}\n"
+            f"    return -1\n"
+        )
+    if kind == "pair":
+        pairs = [tuple(key.split("+")) for key in keys]
+        listing = _wrap([repr(pair) for pair in pairs])
+        fname = _identifier(f"{name}_if_{'_or_'.join('_'.join(p) for p in pairs[:2])}")
+        return (
+            f"import re\n\n{header}# (first word, a later word)\nPAIRS = [\n{listing}\n]\n\n\n"
+            f"def {fname}(text):\n"
+            f'    """Vote {name!r} ({label}) if the text opens with the first word of a pair and has its\n'
+            f'    second word later on, else abstain."""\n'
+            f'    words = re.findall(r"\\w+", text.lower())\n'
+            f"    later = set(words[1:])\n"
+            f"    return {label} if any(words[:1] == [first] and word in later for first, word in PAIRS) else -1\n"
         )
     if kind == "shape":
         fname = _identifier(f"{name}_if_{keys[0]}")

@@ -2,7 +2,8 @@
 
 Per dataset and seed (5 seeds): 100 labeled rows drawn from valid, the train texts as unlabeled
 data (labels hidden). The synthesizer writes programs; they are applied through the program
-sandbox, a label model is chosen on the remaining valid rows, and its test predictions are scored
+sandbox, a label model is chosen on the same 100 labeled rows (no other labels are used by any
+method), and its test predictions are scored
 (youtube, trec: accuracy; sms: F1 of the spam class). Rows no program covers take the label
 model's no-evidence guess (as WRENCH scores them). Beside it: (a) TF-IDF logistic regression on
 the same 100 rows, (b) WRENCH's human programs (their weak labels) under the same label-model selection.
@@ -85,15 +86,15 @@ def run_dataset(folder: Path, seeds: int, eval_split: str = "test") -> dict:
     runs = []
     for seed in range(seeds):
         order = np.random.default_rng(seed).permutation(len(valid))
-        lab, dev = order[:N_LABELED], order[N_LABELED:]
+        lab = order[:N_LABELED]  # the only labels any method sees: programs, LR and model choice
         texts_l, y_l = [valid.texts[i] for i in lab], valid.labels[lab]
         start = time.perf_counter()
         programs = synthesize_programs(task, texts_l, y_l, train.texts, seed=seed)
         synth_s = time.perf_counter() - start
         L_train, L_dev, L_test = (apply_programs(programs, texts, space, progress=False).L
-                                  for texts in (train.texts, [valid.texts[i] for i in dev], test.texts))
-        synth = label_model_score(name, k, seed, L_train, L_dev, valid.labels[dev], L_test, test.labels)
-        human = label_model_score(name, k, seed, H_train, H_valid[dev], valid.labels[dev], H_test, test.labels)
+                                  for texts in (train.texts, texts_l, test.texts))
+        synth = label_model_score(name, k, seed, L_train, L_dev, y_l, L_test, test.labels)
+        human = label_model_score(name, k, seed, H_train, H_valid[lab], y_l, H_test, test.labels)
         vec = TfidfVectorizer(sublinear_tf=True)
         lr = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000).fit(vec.fit_transform(texts_l), y_l)
         runs.append({
