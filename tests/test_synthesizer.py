@@ -141,3 +141,41 @@ def test_returns_program_objects_with_stats(planted):
     stats = program.provenance["stats"]
     assert stats["labeled_right"] <= stats["labeled_fired"] and stats["kind"] in ("word", "start", "shape", "short", "long")
     assert f"{stats['labeled_right']}/{stats['labeled_fired']} right" in program.source
+
+
+QUESTIONS = TaskSpec(name="q", description="What does the question ask for?", classes=["DESC", "ENTY", "LOC"])
+NOUNS = "atom caldera comet tariff sonnet lichen prism reflex".split()
+
+
+def question_rows(n: int, seed: int):
+    """Questions told apart only by opening, length and a later word: short "what is a X ?" and
+    "why ... city ?" ask for a description, long "what is a ..." for a thing, and long ones with
+    "city" further on for a location."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randrange(3)
+        filler = rng.choices(FILLER, k=rng.randint(4, 7))
+        filler.insert(rng.randrange(len(filler) + 1), "city" if label == 2 else rng.choice(NOUNS))
+        if label == 0 and rng.random() < 0.5:
+            texts.append("why " + " ".join(filler).replace(filler[0], "city", 1) + " ?")
+        elif label == 0:
+            texts.append(f"what is a {rng.choice(NOUNS)} ?")
+        else:
+            texts.append("what is a " + " ".join(filler) + " ?")
+        labels.append(label)
+    return texts, labels
+
+
+def test_question_openings_become_short_text_and_pair_rules():
+    texts_l, y_l = question_rows(60, seed=1)
+    texts_u, _ = question_rows(600, seed=2)
+    programs = synthesize_programs(QUESTIONS, texts_l, y_l, texts_u, n_programs=12)
+    keys = {(p.provenance["stats"]["label"], p.provenance["stats"]["kind"]): p.provenance["stats"]["keys"]
+            for p in programs}
+    assert any(key.startswith("what is") and key.split("|")[1] in "456" for key in keys[(0, "brief")])
+    assert "what+city" in keys[(2, "pair")]
+    chosen = [p for p in programs if p.provenance["stats"]["kind"] in ("brief", "pair")]
+    texts_t = ["what is a comet ?", "what is a day the city was big ?", "what is a very long day and the comet ?", ""]
+    L = run(chosen, texts_t)
+    assert [sorted(set(row) - {-1}) for row in L.tolist()] == [[0], [2], [], []]
