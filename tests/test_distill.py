@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
 from alchemist_magics.aggregate.select import score
@@ -88,6 +89,16 @@ def test_uncovered_rows_are_left_out_of_the_loss_but_still_predicted():
         marked[~covered] = blank
         inferred = mlp().fit(X[TRAIN], marked)
         np.testing.assert_array_equal(inferred.predict_proba(X[TEST]), model.predict_proba(X[TEST]))
+
+
+def test_sparse_rows_train_and_predict_like_their_dense_copy():
+    dense = sp.random(600, 40, density=0.1, dtype=np.float32, random_state=3).toarray()
+    dense[5] = 0  # an empty row: no non-zero to sum, the first layer gives just the bias
+    sparse = sp.csr_matrix(dense)
+    proba = PROBA[:600]
+    fitted = {kind: mlp(epochs=3, batch_size=64).fit(data, proba).predict_proba(data)
+              for kind, data in (("sparse", sparse), ("dense", dense))}
+    np.testing.assert_allclose(fitted["sparse"], fitted["dense"], atol=1e-5)
 
 
 SPAM = ["win free cash now", "free prize claim now", "cheap pills offer", "claim your cash prize",
