@@ -149,3 +149,29 @@ def test_row_objects_travel_to_the_supervisor_intact():
     Row = make_row_type(["title", "body text"])
     row = pickle.loads(pickle.dumps(Row("t", "b")))
     assert (row.title, row["body text"], row._1) == ("t", "b", "b")
+
+
+def test_supervisor_ends_when_its_kernel_dies(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = ("from alchemist_magics.programs import LabelSpace, apply_programs\n"
+              "from alchemist_magics.programs.supervisor import shared_supervisor\n"
+              "apply_programs(['def f(t):\\n    return 1\\n'], ['a', 'b'], LabelSpace(['x', 'y']), progress=False)\n"
+              "print(shared_supervisor().process.pid, flush=True)\n"
+              "import time; time.sleep(60)\n")
+    kernel = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    supervisor_pid = int(kernel.stdout.readline())
+    kernel.kill()
+    kernel.wait()
+    for _ in range(100):  # it gets SIGTERM from the kernel's death (Linux), or EOF at the latest
+        try:
+            os.kill(supervisor_pid, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{supervisor_pid}/stat") as f:
+            if f.read().split()[2] == "Z":  # exited, waiting to be reaped by init
+                return
+        time.sleep(0.05)
+    pytest.fail("the supervisor outlived its kernel")

@@ -166,26 +166,6 @@ def _fit_majority(model: MajorityVote, chunks: ChunkSource) -> MajorityVote:
     return model
 
 
-class _PassSums:
-    """The sums one pass accumulates for ``DawidSkene._m_step(votes, q)``, which reads only
-    ``votes.m``, ``votes.k``, ``votes.tdot(q)`` and ``q.sum(dim=0)``: an instance stands in for both."""
-
-    def __init__(self, m: int, k: int, device):
-        self.m, self.k = m, k
-        self.voted = torch.zeros((m * k, k), dtype=torch.float64, device=device)
-        self.mass = torch.zeros(k, dtype=torch.float64, device=device)
-
-    def add(self, votes: Votes, q: torch.Tensor) -> None:
-        self.voted += votes.tdot(q)
-        self.mass += q.sum(dim=0)
-
-    def tdot(self, _q) -> torch.Tensor:
-        return self.voted
-
-    def sum(self, dim: int) -> torch.Tensor:
-        return self.mass
-
-
 def _fit_dawid_skene(model: DawidSkene, chunks: ChunkSource) -> DawidSkene:
     # The loop of DawidSkene.fit, with each E-step (and the sums of the M-step after it) one pass.
     k, device = model.cardinality, model.device
@@ -195,14 +175,13 @@ def _fit_dawid_skene(model: DawidSkene, chunks: ChunkSource) -> DawidSkene:
         sums, loglik, n = None, 0.0, 0
         for chunk in chunks:
             votes = Votes(chunk, k, device, transpose=True)
-            if sums is None:
-                sums = _PassSums(votes.m, k, device)
             if e_step:
                 q, mean_loglik = model._e_step(votes)
                 loglik += mean_loglik * len(chunk)
             else:  # the first pass: majority-vote shares start EM, as in the in-memory fit
                 q = torch.from_numpy(_vote_shares(votes, None, uniform)).to(device)
-            sums.add(votes, q)
+            part = model.sufficient_stats(votes, q)
+            sums = part if sums is None else (sums[0] + part[0], sums[1] + part[1])
             n += len(chunk)
         if sums is None:
             raise ValueError("the chunk source yielded no rows")
@@ -211,10 +190,10 @@ def _fit_dawid_skene(model: DawidSkene, chunks: ChunkSource) -> DawidSkene:
     sums, _ = one_pass(e_step=False)
     last = -np.inf
     for model.n_iter_ in range(1, model.max_iter + 1):
-        model._m_step(sums, sums)
+        model._m_step(*sums)
         sums, loglik = one_pass(e_step=True)
         if loglik - last < model.tol:
             break
         last = loglik
-    model._m_step(sums, sums)
+    model._m_step(*sums)
     return model

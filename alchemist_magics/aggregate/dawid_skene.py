@@ -38,18 +38,26 @@ class DawidSkene(LabelModel):
         q = torch.from_numpy(_vote_shares(votes, None, np.full(k, 1.0 / k))).to(self.device)
         last = -np.inf
         for self.n_iter_ in range(1, self.max_iter + 1):
-            self._m_step(votes, q)
+            self._m_step(*self.sufficient_stats(votes, q))
             q, loglik = self._e_step(votes)
             if loglik - last < self.tol:
                 break
             last = loglik
-        self._m_step(votes, q)
+        self._m_step(*self.sufficient_stats(votes, q))
         return self
 
-    def _m_step(self, votes: Votes, q: torch.Tensor):
-        m, k = votes.m, votes.k
-        voted = votes.tdot(q).reshape(m, k, k)  # [j, c, y]: expected votes c by j on class y
-        mass = q.sum(dim=0)  # expected rows per class
+    @staticmethod
+    def sufficient_stats(votes: Votes, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the M-step needs from rows ``votes`` with class posteriors ``q``; sums over row chunks add up.
+
+        ``voted`` (m*k, k): expected votes c by program j on class y; ``mass`` (k,): expected rows per class.
+        """
+        return votes.tdot(q), q.sum(dim=0)
+
+    def _m_step(self, voted: torch.Tensor, mass: torch.Tensor):
+        k = self.cardinality
+        m = voted.shape[0] // k
+        voted = voted.reshape(m, k, k)  # [j, c, y]
         abstained = (mass[None, :] - voted.sum(dim=1)).clamp_min(0)  # [j, y]
         table = torch.cat([voted, abstained[:, None, :]], dim=1) + self.alpha  # [j, c|abstain, y]
         if not self.abstain_evidence:

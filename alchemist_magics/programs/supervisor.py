@@ -65,7 +65,7 @@ class Supervisor:
 
     def _start(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
-        code = f"import sys; sys.path.insert(0, {root!r}); from alchemist_magics.programs.supervisor import serve; serve()"
+        code = f"import sys; sys.path.insert(0, {root!r}); from alchemist_magics.programs.supervisor import serve; serve({os.getpid()})"
         env = {name: os.environ[name] for name in _ENV_KEEP if name in os.environ}
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -162,11 +162,31 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # unwinds Sandbox.run, whose cleanup kills the running children
 
 
-def serve() -> None:
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the kernel dies (e.g. a Dask worker killed mid-run), not only EOF later."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: EOF on stdin still ends the supervisor
+        pass
+
+
+def serve(kernel_pid: int) -> None:
     """The supervisor's main loop (runs in the child interpreter until its stdin closes)."""
+    try:
+        _serve(kernel_pid)
+    except KeyboardInterrupt:  # SIGTERM: running children were killed on the way out
+        pass
+
+
+def _serve(kernel_pid: int) -> None:
     from .sandbox import Sandbox
 
     signal.signal(signal.SIGTERM, _terminate)
+    _die_with_parent()
+    if os.getppid() != kernel_pid:  # the kernel died before the signal was armed
+        return
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing may write into the protocol stream by accident
     rows: dict[str, list] = {}
