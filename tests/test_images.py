@@ -22,6 +22,7 @@ from alchemist_magics.images import (ClipModel, ConceptError, concept_scores, co
                                      embed_paths, generate_score_programs, group_metrics, group_prompting,
                                      load_image_folder, load_image_table, parse_concepts, pick_device,
                                      propose_concepts, scores_dataset, zero_shot_clip)
+from alchemist_magics.images.preprocess import BatchPreprocess
 from alchemist_magics.llm import PromptTemplates
 
 CLASSES = ["square", "circle"]
@@ -142,6 +143,31 @@ def test_embed_paths_matches_the_raw_forward_row_for_row(folder, clip, tmp_path)
         direct = torch.nn.functional.normalize(clip.model.encode_image(pixels), dim=-1).numpy()
     np.testing.assert_allclose(np.delete(vectors, 2, axis=0), direct, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(direct, axis=1), 1, atol=1e-5)
+
+
+def test_batch_preprocess_equals_open_clips_per_image_transform(folder, tmp_path):
+    images = [Image.open(p) for p in sorted((folder / "square").glob("*.png"))[:3]]
+    images += [draw("circle", "land", 5).convert("L"), draw("circle", "water", 6).convert("RGBA"),
+               draw("square", "land", 7).resize((64, 48)), draw("square", "water", 8).resize((32, 32))]
+    for preprocess in (open_clip.image_transform(32, is_train=False),
+                       open_clip.image_transform((24, 32), is_train=False, resize_mode="squash")):
+        batched = BatchPreprocess.of(preprocess)
+        buffer = batched.empty(len(images))
+        for row, image in enumerate(images):
+            batched.fill(buffer, row, image)
+        expected = torch.stack([preprocess(image.convert("RGB")) for image in images])
+        assert batched.to_tensor(buffer).shape == expected.shape
+        torch.testing.assert_close(batched.to_tensor(buffer), expected, rtol=0, atol=0)  # the same pixels, bit for bit
+    custom = open_clip.image_transform(32, is_train=False)
+    custom.transforms.insert(0, lambda image: image.rotate(90))  # unknown step: keep the per-image transform
+    assert BatchPreprocess.of(custom) is None and BatchPreprocess.of(lambda image: image) is None
+    slow = ClipModel(tiny_model(), custom, device="cpu")
+    assert slow.batch_preprocess is None
+    paths = [str(p) for p in sorted((folder / "circle").glob("*.png"))[:4]]
+    vectors, failures = embed_paths(paths, slow, batch_size=3, workers=1)
+    rotated = torch.stack([custom(Image.open(p).convert("RGB")) for p in paths])
+    np.testing.assert_allclose(vectors, slow.encode_images(rotated), atol=1e-6)
+    assert failures == {}
 
 
 def test_embedding_cache_hits_misses_and_decode_failures(folder, clip, tmp_path):

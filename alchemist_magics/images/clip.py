@@ -28,6 +28,7 @@ import numpy as np
 from ..data import DataError
 from .cache import EmbeddingCache, content_hashes
 from .data import ImageSet
+from .preprocess import BatchPreprocess
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -83,6 +84,7 @@ class ClipModel:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.preprocess = preprocess
+        self.batch_preprocess = BatchPreprocess.of(preprocess)  # None: per-image transform
         context = getattr(model, "context_length", None) or 77
         self.tokenizer = tokenizer or open_clip.SimpleTokenizer(context_length=context)
         self.identity = identity or f"weights-sha256:{parameters_hash(model)}|{preprocess!r}"
@@ -182,7 +184,7 @@ class ClipModel:
 
 # -- the unit of work ------------------------------------------------------------------------
 def _decode(path: str, preprocess):
-    """(tensor, None) or (None, reason): one image, fully decoded."""
+    """(tensor, None) or (None, reason): one image through the per-image transform."""
     from PIL import Image
 
     try:
@@ -192,13 +194,27 @@ def _decode(path: str, preprocess):
         return None, f"{type(err).__name__}: {err}"
 
 
-def _decode_batch(paths: list[str], preprocess):
+def _decode_batch(paths: list[str], clip: "ClipModel"):
+    """``(pixels, ok, errors)``: the batch tensor of the images that decoded, their positions in
+    ``paths``, and ``{position: reason}`` for the others."""
     import torch
+    from PIL import Image
 
-    decoded = [_decode(p, preprocess) for p in paths]
-    ok = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
-    pixels = torch.stack([decoded[i][0] for i in ok]) if ok else None
-    return pixels, ok, {i: why for i, (_, why) in enumerate(decoded) if why}
+    batched = clip.batch_preprocess
+    if batched is None:  # a transform BatchPreprocess does not know: per image, as given
+        decoded = [_decode(p, clip.preprocess) for p in paths]
+        ok = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
+        pixels = torch.stack([decoded[i][0] for i in ok]) if ok else None
+        return pixels, ok, {i: why for i, (_, why) in enumerate(decoded) if why}
+    buffer, ok, errors = batched.empty(len(paths)), [], {}
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                batched.fill(buffer, len(ok), image)  # packed: rows of failed images are reused
+            ok.append(i)
+        except Exception as err:  # any decoder error is a per-image fault, reported by the caller
+            errors[i] = f"{type(err).__name__}: {err}"
+    return (batched.to_tensor(buffer[:len(ok)]) if ok else None), ok, errors
 
 
 def default_workers() -> int:
@@ -240,7 +256,7 @@ def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, work
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         for start in range(0, len(paths), batch_size):
-            pending.append((start, pool.submit(_decode_batch, list(paths[start:start + batch_size]), clip.preprocess)))
+            pending.append((start, pool.submit(_decode_batch, list(paths[start:start + batch_size]), clip)))
             # keep at most `workers` batches decoding ahead: bounded memory, and the model never waits
             if len(pending) > workers:
                 begin, future = pending.popleft()
