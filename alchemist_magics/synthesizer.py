@@ -52,6 +52,10 @@ LIFT = 0.6  # a rule must close this share of the gap between the prior and a pe
 MIN_SUPPORT = 8.0  # weighted rows (labeled + EM-labeled) a rule must fire on; less on tiny data
 WORDS_PER_PROGRAM = 20
 MIN_LABELED_HITS = 2  # labeled rows a shape or length rule must get right
+# The multi-class decision list over openings (3+ classes only; on binary youtube it lost in CV):
+DECISION_KINDS = ("start", "brief", "pair")  # the features it orders
+DECISION_LIFT = 0.25  # a rule must close this share of the gap between its class prior and 1
+DECISION_RULES = 60
 MAX_UNLABELED = 20000  # larger pools are subsampled (with the seed) to stay fast
 
 
@@ -112,9 +116,22 @@ def synthesize_programs(
     em = np.array([f.kind != "pair" for f in features])
     P_u = _em_naive_bayes(X_l[:, em], Y_l, X_u[:, em])
     rules = _mine_rules(X_l, Y_l, X_u, P_u, features)
+    # With 3+ classes, one ordered list replaces the per-class opening programs, whose votes conflict.
+    ordered = _decision_list(X_l, Y_l, X_u, P_u, features) if k >= 3 else []
+    if len({r.label for r in ordered}) < 2:
+        ordered = []  # a one-class list is just an opening program
+    else:
+        rules = [r for r in rules if features[r.feature].kind not in DECISION_KINDS]
     programs = _group_rules(rules, features, k)
     sources, stats = [], []
-    for label, kind, group in _take_turns(programs, k, n_programs):
+    if ordered and n_programs > 0:
+        keys = [features[r.feature] for r in ordered]
+        decision = _decide(X_l, ordered)
+        stats.append({"label": None, "kind": "decision", "keys": [f.key for f in keys],
+                      "labels": [r.label for r in ordered], "labeled_fired": int((decision >= 0).sum()),
+                      "labeled_right": int((decision == y).sum())})
+        sources.append(_write_decision_list(task, ordered, features, stats[-1], seed))
+    for label, kind, group in _take_turns(programs, k, n_programs - len(sources)):
         fired = np.asarray(X_l[:, [r.feature for r in group]].sum(axis=1)).ravel() > 0
         right = int((fired & (y == label)).sum())
         keys = [features[r.feature] for r in group]
@@ -207,17 +224,25 @@ def _em_naive_bayes(X_l, Y_l, X_u) -> np.ndarray:
     return P_u
 
 
-def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
-    """Features whose smoothed precision for a class is well above that class's prior."""
+def _precisions(X_l, Y_l, X_u, P_u):
+    """Per feature and class: smoothed precision (labeled + EM-labeled counts), the smoothed
+    precision on the labeled rows alone, the weighted support, the class prior and the least support."""
     counts = np.asarray(X_l.T @ Y_l + X_u.T @ P_u)  # features x classes
     support = counts.sum(axis=1)
     prior = (Y_l.sum(axis=0) + P_u.sum(axis=0) + 1.0) / (Y_l.shape[0] + P_u.shape[0] + Y_l.shape[1])
     precision = (counts + PRECISION_ALPHA * prior) / (support[:, None] + PRECISION_ALPHA)
-    # The labeled rows must not contradict the rule (smoothed labeled precision above the prior).
     counts_l = np.asarray(X_l.T @ Y_l)
     precision_l = (counts_l + prior) / (counts_l.sum(axis=1, keepdims=True) + 1.0)
+    least = min(MIN_SUPPORT, max(2.0, 0.05 * X_l.shape[0] + 0.05 * X_u.shape[0]))
+    return precision, precision_l, counts_l, support, prior, least
+
+
+def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
+    """Features whose smoothed precision for a class is well above that class's prior."""
+    precision, precision_l, counts_l, support, prior, least = _precisions(X_l, Y_l, X_u, P_u)
     floor = prior + LIFT * (1.0 - prior)
-    ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= min(MIN_SUPPORT, max(2.0, 0.05 * X_l.shape[0] + 0.05 * X_u.shape[0])))
+    # The labeled rows must not contradict the rule (smoothed labeled precision above the prior).
+    ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= least)
     ok &= Y_l.sum(axis=0) > 0  # never vote for a class no labeled row has
     # Shapes and lengths are few and broad: they must prove themselves on the labeled rows.
     single = np.array([f.kind in ("shape", "short", "long") for f in features])
@@ -231,6 +256,35 @@ def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
     rows, cols = np.nonzero(ok)
     rules = [_Rule(int(f), int(c), float(precision[f, c])) for f, c in zip(rows, cols)]
     return sorted(rules, key=lambda r: (-r.precision, r.feature))
+
+
+def _decision_list(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
+    """One ordered multi-class list over the opening features (openings, short-text openings,
+    first word + later word): each feature votes its most likely class, the most precise first, and
+    a rule is kept only if it is the first to match on at least ``MIN_SUPPORT`` weighted rows.
+    One program that says "how many -> NUM, what city -> LOC, what -> ENTY" casts one vote per
+    text where separate per-class opening programs would cast several conflicting ones."""
+    precision, precision_l, _, support, prior, least = _precisions(X_l, Y_l, X_u, P_u)
+    label = precision.argmax(axis=1)
+    rows = np.arange(len(features))
+    best = precision[rows, label]
+    ok = np.array([f.kind in DECISION_KINDS for f in features])
+    ok &= (best >= prior[label] + DECISION_LIFT * (1.0 - prior[label])) & (precision_l[rows, label] >= prior[label]) & (support >= least)
+    ok &= Y_l.sum(axis=0)[label] > 0
+    order = sorted(np.nonzero(ok)[0], key=lambda f: (-best[f], f))
+    X = sparse.vstack([X_l, X_u], format="csc")
+    weight = np.concatenate([np.ones(X_l.shape[0]), np.full(X_u.shape[0], UNLABELED_WEIGHT)])
+    decided = np.zeros(X.shape[0], dtype=bool)
+    rules = []
+    for f in order:
+        hits = X[:, f].toarray().ravel() > 0
+        first = hits & ~decided
+        if weight[first].sum() >= least:
+            rules.append(_Rule(int(f), int(label[f]), float(best[f])))
+            decided |= hits
+        if len(rules) == DECISION_RULES:
+            break
+    return rules
 
 
 def _group_rules(rules: list[_Rule], features: list[_Feature], k: int) -> list[list]:
@@ -288,6 +342,45 @@ def _take_turns(per_class: list[list], k: int, n_programs: int):
                 chosen.append((label, kind, group))
         turn += 1
     return chosen
+
+
+def _decide(X, ordered: list[_Rule]) -> np.ndarray:
+    """The decision list's vote on each row of ``X`` (-1 where no rule matches)."""
+    out = np.full(X.shape[0], -1)
+    for rule in reversed(ordered):  # earlier rules overwrite later ones
+        out[X[:, rule.feature].toarray().ravel() > 0] = rule.label
+    return out
+
+
+def _write_decision_list(task: TaskSpec, ordered: list[_Rule], features: list[_Feature], stats: dict,
+                         seed: int) -> str:
+    """Render the multi-class decision list as (opening, later word, most words, class) rules."""
+    rows = []
+    for rule in ordered:
+        f = features[rule.feature]
+        opening, _, most = f.key.partition("|") if f.kind == "brief" else (f.key, "", "0")
+        opening, _, later = opening.partition("+") if f.kind == "pair" else (opening, "", "")
+        rows.append(f"({opening!r}, {later!r}, {int(most)}, {task.classes[rule.label]!r})")
+    listing = "\n".join(f"    {row}," for row in rows)
+    classes = _wrap([f"{name!r}: {i}" for i, name in enumerate(task.classes)])
+    fired, right = stats["labeled_fired"], stats["labeled_right"]
+    accuracy = f"{right}/{fired} right ({right / fired:.0%})" if fired else "never fires"
+    fname = _identifier(f"{task.name}_by_opening")
+    return (
+        f"import re\n\n# Written by the offline synthesizer (seed {seed}). On the labeled rows: {accuracy}.\n"
+        f"# Checked in order, the first match decides. A rule: (opening words, a later word or '',\n"
+        f"# the most words the text may have or 0 for any, the class).\n"
+        f"RULES = [\n{listing}\n]\nCLASSES = {{\n{classes}\n}}\n\n\n"
+        f"def {fname}(text):\n"
+        f'    """The class of the first rule in RULES the lower-cased text matches, else abstain."""\n'
+        f'    words = re.findall(r"\\w+", text.lower())\n'
+        f"    for opening, later, most, name in RULES:\n"
+        f"        first = opening.split()\n"
+        f"        if (words[: len(first)] == first and (not later or later in words[len(first):])\n"
+        f"                and (not most or len(words) <= most)):\n"
+        f"            return CLASSES[name]\n"
+        f"    return -1\n"
+    )
 
 
 def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: dict, seed: int) -> str:
