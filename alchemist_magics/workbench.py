@@ -102,15 +102,28 @@ class Workbench:
         del self.programs[names.index(name)]
 
     # -- application ----------------------------------------------------------------------------
-    def apply(self, progress: bool = True) -> pd.DataFrame:
-        """Run every program over every split (cached outputs are reused) and return the statuses."""
+    def apply(self, progress: bool = True, engine: str = "local", client=None) -> pd.DataFrame:
+        """Run every program over every split (cached outputs are reused) and return the statuses.
+
+        ``engine="dask"`` partitions the rows across the workers of ``client`` (a
+        ``distributed.Client``, a scheduler address, or None for the active client): same sandbox,
+        same cache, same matrix (see ``alchemist_magics.scale``).
+        """
         if not self.programs:
             raise ValueError("no programs yet: add some with .add(source) first")
+        if engine not in ("local", "dask"):
+            raise ValueError(f"unknown engine {engine!r}; use 'local' or 'dask'")
         for split, inputs in self._inputs.items():
-            self.results[split] = apply_programs(
-                self.programs, inputs, self.label_space, cache=self.cache,
-                dataset_fingerprint=self.datasets[split].fingerprint, progress=progress, **self.sandbox,
-            )
+            common = dict(cache=self.cache, dataset_fingerprint=self.datasets[split].fingerprint, progress=progress,
+                          time_limit_s=self.sandbox["time_limit_s"], memory_limit_mb=self.sandbox["memory_limit_mb"])
+            if engine == "dask":
+                from .scale import apply_programs_dask  # dask is an optional extra
+
+                # one sandbox child per task: dask's workers already take the cores
+                self.results[split] = apply_programs_dask(self.programs, inputs, self.label_space, client, **common)
+            else:
+                self.results[split] = apply_programs(self.programs, inputs, self.label_space,
+                                                     workers=self.sandbox["workers"], **common)
         return pd.DataFrame(self.results["train"].summary()).set_index("name")
 
     def matrix(self, split: str = "train") -> np.ndarray:

@@ -234,3 +234,20 @@ def test_clip_embeddings_on_workers_fill_the_same_cache(client, tmp_path):
     np.testing.assert_allclose(on_cluster.vectors, local.vectors, atol=1e-5)
     again = embed_images(images, clip, cache_dir=cache_dir, progress=False)  # the local engine hits the cluster's entries
     assert again.embedded == 0 and again.cached == 10
+
+
+def test_workbench_apply_on_dask_equals_local(client, tmp_path):
+    from alchemist_magics import TaskSpec, Workbench
+
+    splits = load_wrench(YOUTUBE)
+    task = TaskSpec("yt", "spam?", splits["train"].classes)
+    local = Workbench(task, splits["train"], splits["valid"], root=tmp_path / "local")
+    remote = Workbench(task, splits["train"], splits["valid"], root=tmp_path / "dask")
+    for bench in (local, remote):
+        assert bench.add_all(PROGRAMS) == len(PROGRAMS)
+    local.apply(progress=False)
+    remote.apply(progress=False, engine="dask", client=client)
+    for split in ("train", "dev"):
+        np.testing.assert_array_equal(remote.matrix(split), local.matrix(split))
+    with pytest.raises(ValueError, match="unknown engine 'spark'"):
+        local.apply(engine="spark")
