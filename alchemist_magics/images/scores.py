@@ -18,7 +18,7 @@ import pandas as pd
 from ..data import DataError, Dataset
 from ..llm.client import LLMClient, Request
 from ..llm.cost import TYPICAL_PROGRAM_REPLY_TOKENS, estimate_requests
-from ..llm.generate import DUPLICATE_SIMILARITY, GenerationResult, collect, validate_reply
+from ..llm.generate import DUPLICATE_SIMILARITY, GenerationResult, collect, prepare_request, validate_reply
 from ..llm.prompts import DEFAULT_TEMPLATES, PromptTemplates, instructions, signature
 from ..llm.provenance import ProgramStore
 from ..programs import Program
@@ -135,12 +135,7 @@ def generate_score_programs(task: TaskSpec, scores: pd.DataFrame, n: int = 10, c
     :func:`~alchemist_magics.llm.generate_programs`; add the programs to a Workbench built on
     :func:`scores_dataset`.
     """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    client = client or LLMClient()
-    existing = list(existing or [])
-    if isinstance(store, (str, Path)):
-        store = ProgramStore(task.name, store)
+    client, existing, store = prepare_request(task, n, client, existing, store)
     slugs = list(SCORE_STRATEGIES)
     requests, extras = [], []
     for i in range(n):

@@ -201,6 +201,16 @@ def program_requests(task: TaskSpec, n: int, *, exemplars: list[Exemplar] | None
     return requests, extras
 
 
+def prepare_request(task: TaskSpec, n: int, client, existing, store):
+    """The argument handling every program-generation entry point shares: checked ``n``, a client,
+    a list of existing programs and a ``ProgramStore`` (from a root folder) or None."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if isinstance(store, (str, Path)):
+        store = ProgramStore(task.name, store)
+    return client or LLMClient(), list(existing or []), store
+
+
 def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = None, *,
                       exemplars: list[Exemplar] | None = None, documents: str | Path | DocumentRetriever | None = None,
                       existing: list[Program] | None = None, budget_usd: float | None = None,
@@ -221,12 +231,7 @@ def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = No
             cache is keyed by it); re-running with the same value is served from the cache, for $0.
         similarity: programs whose normalised code is at least this similar to another are dropped.
     """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    client = client or LLMClient()
-    existing = list(existing or [])
-    if isinstance(store, (str, Path)):
-        store = ProgramStore(task.name, store)
+    client, existing, store = prepare_request(task, n, client, existing, store)
     background = None
     if documents is not None:
         retriever = documents if isinstance(documents, DocumentRetriever) else DocumentRetriever(documents)
