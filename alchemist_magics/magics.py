@@ -23,8 +23,9 @@ from IPython.display import display
 from traitlets import Int, Unicode, default
 
 from .data import Dataset, from_dataframe
-from .llm import (CostMeter, LLMClient, LLMConfig, RepairRequest, generate_programs, repair_examples,
-                  repair_programs, select_exemplars, weak_reasons, zero_shot_counterfactual, zero_shot_label)
+from .llm import (CostMeter, LLMClient, LLMConfig, RepairRequest, analysis_stats, generate_programs,
+                  repair_examples, repair_programs, select_exemplars, weak_reasons, zero_shot_counterfactual,
+                  zero_shot_label)
 from .programs import LabelSpace, Program
 from .synthesizer import synthesize_programs
 from .task import TaskSpec
@@ -426,8 +427,7 @@ class Alchemist(Magics):
         table, n = wb.analysis(), len(wb.datasets["train"])
         requests = []
         for j, program in enumerate(wb.programs):
-            stats = dict(table.loc[program.name])
-            stats.update(Faults=stats["Faults"] / n, Invalid=stats["Invalid"] / n)
+            stats = analysis_stats(table.loc[program.name], n)
             if weak_reasons(stats, min_accuracy=args.min_accuracy):
                 wrong, uncovered = repair_examples(dev.texts, dev.labels, wb.matrix("dev")[:, j], session.task.classes)
                 requests.append(RepairRequest(program, stats, wrong, uncovered))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .llm.repair import weak_reasons
+from .llm.repair import analysis_stats, weak_reasons
 from .programs import Program, find_entry
 from .task import TaskSpec
 
@@ -76,10 +76,7 @@ def program_stats(bench, name: str) -> dict:
     table = bench.analysis()
     if name not in table.index:
         raise KeyError(f"no program named {name!r}; programs: {list(table.index)}")
-    stats = table.loc[name].to_dict()
-    n = len(bench.datasets["train"])
-    stats.update(Faults=stats["Faults"] / n, Invalid=stats["Invalid"] / n)
-    return stats
+    return analysis_stats(table.loc[name], len(bench.datasets["train"]))
 
 
 def workbench_evidence(bench, name: str, *, confidence: float = 0.7) -> Evidence:

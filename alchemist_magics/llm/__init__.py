@@ -14,7 +14,7 @@ from .cost import BudgetExceeded, CostMeter, Estimate, PriceTable, TokenCounter,
 from .generate import Failure, GenerationResult, generate_programs, is_near_duplicate
 from .prompts import STRATEGIES, Exemplar, PromptTemplates
 from .provenance import ProgramStore
-from .repair import RepairRequest, repair_examples, repair_programs, weak_reasons
+from .repair import RepairRequest, analysis_stats, repair_examples, repair_programs, weak_reasons
 from .retrieval import DocumentRetriever, select_exemplars
 from .two_stage import write_supplementary
 from .zero_shot import ZeroShotResult, zero_shot_counterfactual, zero_shot_label
@@ -23,7 +23,7 @@ __all__ = [
     "BudgetExceeded", "Completion", "CostMeter", "DocumentRetriever", "Estimate", "Exemplar", "Failure",
     "GenerationResult", "LLMClient", "LLMConfig", "MissingAPIKeyError", "PriceTable", "ProgramStore",
     "PromptTemplates", "RepairRequest", "Request", "ResponseCache", "STRATEGIES", "TokenCounter",
-    "ZeroShotResult", "estimate_requests", "generate_programs", "is_near_duplicate", "repair_examples",
-    "repair_programs", "select_exemplars", "weak_reasons", "write_supplementary", "zero_shot_counterfactual",
+    "ZeroShotResult", "analysis_stats", "estimate_requests", "generate_programs", "is_near_duplicate",
+    "repair_examples", "repair_programs", "select_exemplars", "weak_reasons", "write_supplementary", "zero_shot_counterfactual",
     "zero_shot_label",
 ]

@@ -36,6 +36,14 @@ def _stat(stats: dict, *names: str) -> float | None:
     return None
 
 
+def analysis_stats(row, n_rows: int) -> dict:
+    """One row of ``Workbench.analysis()`` as :func:`weak_reasons` reads it: faults and invalid
+    outputs become fractions of the ``n_rows`` train rows."""
+    stats = dict(row)
+    stats.update(Faults=stats["Faults"] / n_rows, Invalid=stats["Invalid"] / n_rows)
+    return stats
+
+
 def weak_reasons(stats: dict, *, min_accuracy: float = 0.7, max_conflicts: float = 0.3,
                  max_bad_outputs: float = 0.05) -> list[str]:
     """Why a program counts as weak (empty when it does not).
