@@ -31,7 +31,7 @@ _HEADER = struct.Struct("<Q")
 KEEP_INPUT_SETS = 4  # row sets kept in the supervisor (train, dev, test and a smoke sample)
 # what the supervisor's environment keeps from the kernel's: locale and thread settings only
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
-             "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "SYSTEMROOT")
+             "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class SupervisorDied(RuntimeError):
