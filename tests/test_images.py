@@ -170,6 +170,41 @@ def test_batch_preprocess_equals_open_clips_per_image_transform(folder, tmp_path
     assert failures == {}
 
 
+def test_batch_load_decodes_jpegs_like_pil_and_reports_bad_files(tmp_path):
+    preprocess = open_clip.image_transform(32, is_train=False)
+    batched = BatchPreprocess.of(preprocess)
+    base = draw("circle", "water", 3).resize((48, 40))
+    variants = {"420.jpg": ("RGB", {"quality": 90}), "444.jpg": ("RGB", {"subsampling": 0}),
+                "422.jpg": ("RGB", {"subsampling": 1}), "progressive.jpg": ("RGB", {"progressive": True}),
+                "gray.jpg": ("L", {}), "cmyk.jpg": ("CMYK", {}), "plain.png": ("RGB", {})}
+    paths = []
+    for name, (mode, options) in variants.items():
+        base.convert(mode).save(tmp_path / name, **options)
+        paths.append(str(tmp_path / name))
+    base.resize((32, 32)).save(tmp_path / "exact.jpg")  # already the model's size: no resize step
+    truncated_jpeg(tmp_path / "bad.jpg")
+    paths[3:3] = [str(tmp_path / "exact.jpg"), str(tmp_path / "bad.jpg"), str(tmp_path / "missing.jpg")]
+    pixels, ok, errors = batched.load(paths)
+    assert ok == [0, 1, 2, 3, 6, 7, 8, 9] and sorted(errors) == [4, 5]
+    assert "truncated" in errors[4] and "FileNotFoundError" in errors[5]
+    expected = torch.stack([preprocess(Image.open(paths[i]).convert("RGB")) for i in ok])
+    torch.testing.assert_close(pixels, expected, rtol=0, atol=0)  # torchvision's decode = PIL's, bit for bit
+
+
+def test_embed_paths_on_cpu_splits_and_restores_torch_threads(folder, clip):
+    seen = []
+    original = clip.encode_images
+    clip.encode_images = lambda pixels: seen.append(torch.get_num_threads()) or original(pixels)
+    before = torch.get_num_threads()
+    try:
+        paths = [str(p) for p in sorted((folder / "circle").glob("0*.png"))]
+        vectors, failures = embed_paths(paths, clip, batch_size=3, workers=2)
+    finally:
+        del clip.encode_images
+    assert len(seen) == -(-len(paths) // 3) and set(seen) == {max(1, before // 2)}
+    assert torch.get_num_threads() == before and failures == {} and np.isfinite(vectors).all()
+
+
 def test_embedding_cache_hits_misses_and_decode_failures(folder, clip, tmp_path):
     images = load_image_table(folder / "images.csv", label_column="label", classes=CLASSES, group_column="group")
     cache = tmp_path / "clip-cache"

@@ -4,9 +4,10 @@
   (CUDA when present, else CPU) and an *identity* string (cache key): ``ClipModel.load(name,
   pretrained)`` for real weights (a pretrained tag, or a local checkpoint path), or
   ``ClipModel(model, preprocess)`` for a model object.
-- :func:`embed_paths` is the unit of work: image paths -> L2-normalised float32 rows. Decoding
-  runs in a thread pool a few batches ahead of the model (threads, not processes: it also runs
-  inside a daemonic dask worker); autocast to float16 on CUDA. A ``ClipModel`` pickles (a loaded
+- :func:`embed_paths` is the unit of work: image paths -> L2-normalised float32 rows, in a
+  thread pool (threads, not processes: it also runs inside a daemonic dask worker). On CUDA the
+  threads decode ahead of the model, with autocast to float16; on CPU each thread decodes and
+  embeds its own batch. A ``ClipModel`` pickles (a loaded
   one as its name + tag, reloaded on the other side), so ``embed_paths`` can be shipped to workers.
 - :func:`embed_images` adds the on-disk cache (``cache.EmbeddingCache``) keyed by (model
   identity, image content hash), so a second run embeds nothing, and drops images that fail to
@@ -20,6 +21,7 @@ import threading
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,23 +200,13 @@ def _decode_batch(paths: list[str], clip: "ClipModel"):
     """``(pixels, ok, errors)``: the batch tensor of the images that decoded, their positions in
     ``paths``, and ``{position: reason}`` for the others."""
     import torch
-    from PIL import Image
 
-    batched = clip.batch_preprocess
-    if batched is None:  # a transform BatchPreprocess does not know: per image, as given
-        decoded = [_decode(p, clip.preprocess) for p in paths]
-        ok = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
-        pixels = torch.stack([decoded[i][0] for i in ok]) if ok else None
-        return pixels, ok, {i: why for i, (_, why) in enumerate(decoded) if why}
-    buffer, ok, errors = batched.empty(len(paths)), [], {}
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                batched.fill(buffer, len(ok), image)  # packed: rows of failed images are reused
-            ok.append(i)
-        except Exception as err:  # any decoder error is a per-image fault, reported by the caller
-            errors[i] = f"{type(err).__name__}: {err}"
-    return (batched.to_tensor(buffer[:len(ok)]) if ok else None), ok, errors
+    if clip.batch_preprocess is not None:
+        return clip.batch_preprocess.load(paths)
+    decoded = [_decode(p, clip.preprocess) for p in paths]  # a transform BatchPreprocess does not know
+    ok = [i for i, (tensor, _) in enumerate(decoded) if tensor is not None]
+    pixels = torch.stack([decoded[i][0] for i in ok]) if ok else None
+    return pixels, ok, {i: why for i, (_, why) in enumerate(decoded) if why}
 
 
 def default_workers() -> int:
@@ -227,7 +219,13 @@ def default_workers() -> int:
 
 def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, workers: int | None = None,
                 on_batch=None) -> tuple[np.ndarray, dict[int, str]]:
-    """Embed images by path, in batches, decoding ahead of the model in ``workers`` threads.
+    """Embed images by path, in batches, in ``workers`` threads (default: the usable CPUs).
+
+    On CUDA the threads decode a few batches ahead and the model runs batch after batch. On CPU
+    each thread decodes *and* embeds its own batch, with torch's intra-op threads divided between
+    them for the call: independent batch streams keep every core busy, where one model call over
+    all cores leaves them idle at each op's barrier, and decoding takes the gaps (measured in
+    ``bench/clip.py``).
 
     Returns:
         ``(vectors, failures)``: ``vectors`` is ``(len(paths), dim)`` float32, L2-normalised,
@@ -238,26 +236,31 @@ def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, work
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     workers = workers or default_workers()
+    on_cpu = clip.device.type == "cpu"
     vectors: np.ndarray | None = None
     failures: dict[int, str] = {}
 
-    def finish(start: int, decoded) -> None:
+    def work(batch: list[str]):
+        pixels, ok, errors = _decode_batch(batch, clip)
+        return pixels, ok, errors, (clip.encode_images(pixels) if on_cpu and pixels is not None else None)
+
+    def finish(start: int, done) -> None:
         nonlocal vectors
-        pixels, ok, errors = decoded
+        pixels, ok, errors, out = done
         failures.update({start + i: why for i, why in errors.items()})
         if pixels is not None:
-            out = clip.encode_images(pixels)
+            out = clip.encode_images(pixels) if out is None else out
             if vectors is None:
                 vectors = np.full((len(paths), out.shape[1]), np.nan, dtype=np.float32)
             vectors[[start + i for i in ok]] = out
         if on_batch is not None:
             on_batch(len(ok) + len(errors))
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with _intra_op_threads_shared_by(workers if on_cpu else 1), ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         for start in range(0, len(paths), batch_size):
-            pending.append((start, pool.submit(_decode_batch, list(paths[start:start + batch_size]), clip)))
-            # keep at most `workers` batches decoding ahead: bounded memory, and the model never waits
+            pending.append((start, pool.submit(work, list(paths[start:start + batch_size]))))
+            # at most `workers` batches in flight: bounded memory, and the model never waits
             if len(pending) > workers:
                 begin, future = pending.popleft()
                 finish(begin, future.result())
@@ -267,6 +270,19 @@ def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, work
     if vectors is None:  # no image decoded (or no paths): the width comes from the text tower
         vectors = np.full((len(paths), clip.encode_texts(["a"]).shape[1]), np.nan, dtype=np.float32)
     return vectors, failures
+
+
+@contextmanager
+def _intra_op_threads_shared_by(streams: int):
+    """torch's intra-op threads divided between ``streams`` concurrent model calls, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before // streams))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- with cache ------------------------------------------------------------------------------
