@@ -7,7 +7,7 @@ import torch
 
 from alchemist_magics.aggregate.select import score
 from alchemist_magics.data import from_dataframe
-from alchemist_magics.distill import DistilledModel, soft_cross_entropy
+from alchemist_magics.distill import MLP, DistilledModel, soft_cross_entropy
 
 
 def planted(n, dim=16, k=3, seed=0, temperature=4.0):
@@ -22,15 +22,6 @@ def planted(n, dim=16, k=3, seed=0, temperature=4.0):
 
 X, PROBA, TRUTH = planted(3000)
 TRAIN, TEST = slice(0, 2000), slice(2000, None)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These matrices are tiny: a second OpenMP thread only adds waiting on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def mlp(**kwargs):
@@ -50,6 +41,18 @@ def test_mlp_learns_a_planted_rule_from_soft_labels():
     assert (model.predict(X[TEST]) == TRUTH[TEST]).mean() >= 0.9
     proba = model.predict_proba(X[TEST])
     assert proba.shape == (1000, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2, None])
+def test_fit_and_predict_run_with_the_models_thread_count_and_restore_it(monkeypatch, threads):
+    seen = []
+    forward = MLP.forward
+    monkeypatch.setattr(MLP, "forward", lambda self, x: seen.append(torch.get_num_threads()) or forward(self, x))
+    before = torch.get_num_threads()
+    model = mlp(epochs=2, threads=threads).fit(X[TRAIN], PROBA[TRAIN])
+    model.predict(X[TEST])
+    assert torch.get_num_threads() == before
+    assert len(seen) == 2 * 8 + 1 and set(seen) == {threads or before}
 
 
 def test_same_seed_gives_identical_predictions_and_another_seed_does_not():

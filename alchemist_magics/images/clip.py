@@ -21,13 +21,13 @@ import threading
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..data import DataError
+from ..torch_threads import intra_op_threads
 from .cache import EmbeddingCache, content_hashes
 from .data import ImageSet
 from .preprocess import BatchPreprocess
@@ -256,7 +256,10 @@ def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, work
         if on_batch is not None:
             on_batch(len(ok) + len(errors))
 
-    with _intra_op_threads_shared_by(workers if on_cpu else 1), ThreadPoolExecutor(max_workers=workers) as pool:
+    import torch
+
+    threads = max(1, torch.get_num_threads() // workers) if on_cpu else None  # divided between the streams
+    with intra_op_threads(threads), ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         for start in range(0, len(paths), batch_size):
             pending.append((start, pool.submit(work, list(paths[start:start + batch_size]))))
@@ -270,19 +273,6 @@ def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, work
     if vectors is None:  # no image decoded (or no paths): the width comes from the text tower
         vectors = np.full((len(paths), clip.encode_texts(["a"]).shape[1]), np.nan, dtype=np.float32)
     return vectors, failures
-
-
-@contextmanager
-def _intra_op_threads_shared_by(streams: int):
-    """torch's intra-op threads divided between ``streams`` concurrent model calls, restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, before // streams))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # -- with cache ------------------------------------------------------------------------------
