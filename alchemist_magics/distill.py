@@ -4,6 +4,11 @@ The label model only labels rows some program voted on, and needs the programs t
 distilled model learns from those soft labels and then labels *every* row (100% coverage) from
 features alone: no LLM, no programs. As in the Alchemist paper the default is an MLP with two
 hidden layers of 32 ReLU units, trained with a soft cross-entropy on the covered rows.
+
+Optionally (``uncovered="prior"``, or ``"auto"`` to let the dev set decide) it also learns the label
+model's no-evidence answer on the rows no program voted on: where "no program fired" itself says
+"probably the majority class" (the offline synthesizer's spam programs), ignoring those rows lets
+the student call some of them spam; where the programs cover little it would drown the signal.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from .torch_threads import intra_op_threads
 
 FORMAT_VERSION = 1
 METRICS = ("accuracy", "f1", "macro_f1")
+UNCOVERED = ("ignore", "prior", "auto")
 _PREDICT_BATCH = 8192
 
 
@@ -90,8 +96,9 @@ class _Rows:
         return SparseRows(self.indices[flat], offsets, self.values[flat])
 
 
-def _check_proba(proba, covered, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The covered rows of ``proba`` as float32 probabilities, and the boolean coverage mask."""
+def _check_proba(proba, covered, n_rows: int, learn_uncovered: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``proba`` as float32 and the boolean coverage mask; the rows the student learns from (the
+    covered ones, and with ``learn_uncovered`` all of them) must be probabilities."""
     proba = np.asarray(proba, dtype=np.float64)
     if proba.ndim != 2 or proba.shape[0] != n_rows or proba.shape[1] < 2:
         raise ValueError(f"proba has shape {proba.shape}; expected ({n_rows}, k): one row per input row, k >= 2 classes")
@@ -110,9 +117,16 @@ def _check_proba(proba, covered, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         first = int(np.flatnonzero(covered)[bad][0])
         raise ValueError(f"{int(bad.sum())} covered row(s) of proba contain NaN/inf (first: row {first}); "
                          "fix the label model output or mark those rows uncovered with `covered`")
+    if learn_uncovered:
+        rows = proba[~covered]
+        if not np.isfinite(rows).all():
+            raise ValueError("uncovered='prior'/'auto' learns the label model's answer on uncovered rows, but "
+                             "proba has NaN/inf there: pass the label model's predict_proba unchanged (it gives "
+                             "its prior there) or use uncovered='ignore'")
+        rows = proba
     if (rows < 0).any() or not np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
-        raise ValueError("covered rows of proba must be probabilities: >= 0 and summing to 1 per row")
-    return rows.astype(np.float32), covered
+        raise ValueError("rows of proba the model learns from must be probabilities: >= 0 and summing to 1 per row")
+    return proba.astype(np.float32), covered
 
 
 class DistilledModel:
@@ -133,14 +147,19 @@ class DistilledModel:
         metric: dev metric: ``"accuracy"``, ``"f1"`` (binary, class 1 positive) or ``"macro_f1"``
             (scored by :func:`alchemist_magics.aggregate.select.score`, like the label models).
         C: inverse regularisation strength of the logistic regression.
+        uncovered: what to do with rows no program voted on. ``"ignore"`` (default, the paper's):
+            leave them out of the loss. ``"prior"``: learn ``proba`` there too (a label model's
+            no-evidence answer, its class prior). ``"auto"``: fit both, keep the one with the
+            better dev score (ties: ``"ignore"``); needs a dev set. The chosen one is ``uncovered_``.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; same code path on both.
         threads: torch intra-op threads while fitting and predicting on CPU. Default 1: the MLP's
             ops are small, and waking idle OpenMP threads for each one costs more than they give
             (``bench/mlp.py``: 6.1 s with 1 thread, 8.7 s with 2); ``None`` keeps torch's setting.
         cache_dir: folder for the on-disk feature cache (``None``: no caching).
 
-    After ``fit``: ``classes_``, ``coverage_`` (fraction of training rows covered), and with a dev
-    set ``history_`` (dev score per epoch), ``best_epoch_`` (0-based) and ``dev_score_``.
+    After ``fit``: ``classes_``, ``coverage_`` (fraction of training rows covered), ``uncovered_``
+    (``"ignore"`` or ``"prior"``), and with a dev set ``history_`` (dev score per epoch),
+    ``best_epoch_`` (0-based) and ``dev_score_``.
 
     ``save``/``load`` keep weights, settings and the fitted feature pipeline; ``load`` unpickles,
     so load only files you trust.
@@ -149,17 +168,19 @@ class DistilledModel:
     def __init__(self, features="tfidf", model: str = "mlp", hidden: int = 32, layers: int = 2,
                  seed: int = 0, epochs: int = 100, patience: int = 10, batch_size: int | None = None,
                  lr: float = 1e-2, weight_decay: float = 0.0, metric: str = "accuracy", C: float = 1.0,
-                 device: str = "auto", threads: int | None = 1, cache_dir=None):
+                 uncovered: str = "ignore", device: str = "auto", threads: int | None = 1, cache_dir=None):
         if model not in ("mlp", "logreg"):
             raise ValueError(f"model={model!r}: use 'mlp' or 'logreg'")
         if metric not in METRICS:
             raise ValueError(f"metric={metric!r}: use one of {METRICS}")
+        if uncovered not in UNCOVERED:
+            raise ValueError(f"uncovered={uncovered!r}: use one of {UNCOVERED}")
         if hidden < 1 or layers < 1 or epochs < 1 or patience < 1:
             raise ValueError("hidden, layers, epochs and patience must be >= 1")
         self.features = features
         self.params = {"model": model, "hidden": hidden, "layers": layers, "seed": seed, "epochs": epochs,
                        "patience": patience, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                       "metric": metric, "C": C}
+                       "metric": metric, "C": C, "uncovered": uncovered}
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         self.threads = threads
         self.cache_dir = cache_dir
@@ -171,6 +192,7 @@ class DistilledModel:
         self.best_epoch_: int | None = None
         self.dev_score_: float | None = None
         self.coverage_: float | None = None
+        self.uncovered_: str | None = None
 
     # ----------------------------------------------------------------------------------- fitting
     def fit(self, data, proba, covered=None, dev=None, dev_labels=None) -> "DistilledModel":
@@ -178,7 +200,8 @@ class DistilledModel:
 
         Args:
             data: a :class:`Dataset` or list of texts (a 2-D array with ``features="precomputed"``).
-            proba: class probabilities per row. Rows not covered are ignored by the loss.
+            proba: class probabilities per row. Rows not covered are ignored by the loss, unless
+                ``uncovered`` is ``"prior"`` (or ``"auto"`` picks it).
             covered: boolean mask of rows the label model labeled; ``None`` treats rows that are
                 all NaN or all -1 as uncovered. A covered row with NaN raises ``ValueError``.
             dev, dev_labels: optional dev inputs and gold class indices (-1 = unknown; taken from
@@ -186,23 +209,48 @@ class DistilledModel:
         """
         self.extractor_ = make_extractor(self.features).fit(data)
         X = extract(self.extractor_, data, self.cache_dir)
-        P, covered = _check_proba(proba, covered, X.shape[0])
+        mode = self.params["uncovered"]
+        P, covered = _check_proba(proba, covered, X.shape[0], learn_uncovered=mode != "ignore")
         k = P.shape[1]
         classes = data.classes if isinstance(data, Dataset) and data.classes else list(range(k))
         if len(classes) != k:
             raise ValueError(f"proba has {k} columns but the dataset declares {len(classes)} classes {classes}")
         self.classes_ = list(classes)
         self.coverage_ = float(covered.mean())
-        X = X[np.flatnonzero(covered)]
         X_dev, y_dev = self._dev_set(dev, dev_labels)
+        if mode == "auto" and X_dev is None:
+            raise ValueError("uncovered='auto' chooses on the dev set: pass dev= (and dev_labels=), "
+                             "or pick uncovered='ignore' or 'prior'")
+        choices = ("ignore", "prior") if mode == "auto" else (mode,)
+        if covered.all():
+            choices = choices[:1]  # every row covered: both choices are the same fit
+        best = None
+        for choice in choices:
+            rows = np.flatnonzero(covered) if choice == "ignore" else np.arange(X.shape[0])
+            self._fit_once(X[rows], P[rows], X_dev, y_dev)
+            self.uncovered_ = choice
+            if best is None or self.dev_score_ > best[1]:
+                best = (self._fitted_state(), self.dev_score_)
+        self._restore(best[0])
+        return self
+
+    _STATE = ("net_", "logreg_", "history_", "best_epoch_", "dev_score_", "uncovered_")
+
+    def _fitted_state(self) -> dict:
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def _restore(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def _fit_once(self, X, P, X_dev, y_dev) -> None:
+        self.net_ = self.logreg_ = None
         if self.params["model"] == "mlp":
             with self._cpu_threads():
                 self._fit_mlp(X, P, X_dev, y_dev)
         else:
             self._fit_logreg(X, P)
-            if X_dev is not None:
-                self.dev_score_ = self._dev_score(X_dev, y_dev)
-        return self
+            self.dev_score_ = None if X_dev is None else self._dev_score(X_dev, y_dev)
 
     def _dev_set(self, dev, dev_labels):
         if dev is None:
@@ -323,8 +371,8 @@ class DistilledModel:
             atomic_write(folder / "logreg.joblib", lambda f: joblib.dump(self.logreg_, f))
             dims = {"dim": int(self.logreg_.n_features_in_)}
         config = {"format": FORMAT_VERSION, "params": self.params, "classes": self.classes_,
-                  "features": self.extractor_.kind, "coverage": self.coverage_, "dev_score": self.dev_score_,
-                  "best_epoch": self.best_epoch_, **dims}
+                  "features": self.extractor_.kind, "coverage": self.coverage_, "uncovered": self.uncovered_,
+                  "dev_score": self.dev_score_, "best_epoch": self.best_epoch_, **dims}
         atomic_write(folder / "config.json", lambda f: f.write(json.dumps(config, indent=2).encode()))
 
     @classmethod
@@ -344,6 +392,7 @@ class DistilledModel:
         model = cls(features=extractor, device=device, cache_dir=cache_dir, **config["params"])
         model.extractor_, model.classes_ = extractor, config["classes"]
         model.coverage_, model.dev_score_, model.best_epoch_ = config["coverage"], config["dev_score"], config["best_epoch"]
+        model.uncovered_ = config.get("uncovered", "ignore")  # folders saved before the option: "ignore"
         p = model.params
         if p["model"] == "mlp":
             model.net_ = MLP(config["dim"], len(model.classes_), p["hidden"], p["layers"])

@@ -19,7 +19,7 @@ import numpy as np
 from .aggregate import covered, select_label_model
 from .aggregate.select import score
 from .data import DataError, Dataset
-from .distill import METRICS, DistilledModel
+from .distill import METRICS, UNCOVERED, DistilledModel
 from .llm.cost import PriceTable
 from .llm.zero_shot import zero_shot_counterfactual
 from .programs import LabelSpace, OutputCache, Program, apply_programs
@@ -80,6 +80,7 @@ def evaluate_pipeline(
     *,
     metric: str = "accuracy",
     features="tfidf",
+    uncovered: str = "auto",
     n_programs: int = 20,
     candidates: list[str] | None = None,
     zero_shot_models: Sequence[str] = ("gpt-3.5-turbo", "gpt-4o-mini"),
@@ -106,6 +107,9 @@ def evaluate_pipeline(
         metric: ``"accuracy"``, ``"f1"`` (binary, class 1 is the positive class, e.g. spam) or
             ``"macro_f1"``; used to choose the label model, early-stop and score.
         features: features of the distilled model (``"tfidf"``, ``"sentence-transformers"``, ...).
+        uncovered: the distilled model's handling of rows no program voted on (``DistilledModel``'s
+            ``uncovered``); default ``"auto"``: per seed, learn them as the label model's prior or
+            ignore them, whichever scores better on the dev rows (never on test).
         n_programs: most programs the synthesizer writes.
         candidates: label models to choose from (default: ``select_label_model``'s).
         zero_shot_models: models priced for the zero-shot counterfactual of the train rows.
@@ -118,6 +122,8 @@ def evaluate_pipeline(
         raise ValueError("metric='f1' is the positive-class F1 of a binary task; use 'macro_f1'")
     if distill not in ("mlp", "logreg", None):
         raise ValueError(f"distill={distill!r}: use 'mlp', 'logreg' or None")
+    if uncovered not in UNCOVERED:
+        raise ValueError(f"uncovered={uncovered!r}: use one of {UNCOVERED}")
     source = _ProgramSource(program_source, task, n_programs)
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed, e.g. seeds=(0,)")
@@ -161,13 +167,14 @@ def evaluate_pipeline(
         }
         start = time.perf_counter()
         if distill:
-            model = DistilledModel(features=features, model=distill, seed=seed, metric=metric,
+            model = DistilledModel(features=features, model=distill, seed=seed, metric=metric, uncovered=uncovered,
                                    cache_dir=f"{cache_dir}/features" if cache_dir else None)
             model.fit(train, chosen.model.predict_proba(L_train), covered=covered(L_train), dev=rest)
             distilled = np.asarray(model.predict(test))
             run["distilled"] = score(test.labels, distilled, metric)
             run["distilled_coverage"] = float((distilled >= 0).mean())
             run["distilled_best_epoch"] = model.best_epoch_
+            run["distilled_uncovered"] = model.uncovered_
         run["distill_s"] = time.perf_counter() - start
         run["total_s"] = program_s + apply_s + label_model_s + run["distill_s"]
         runs.append(run)
@@ -176,8 +183,8 @@ def evaluate_pipeline(
     cost = {"programs_usd": float(np.mean([r["programs_usd"] for r in runs])), "programs_usd_note": source.cost_note,
             "zero_shot": {m: zero_shot_counterfactual(task, train.texts, m, prices=PriceTable())
                           for m in zero_shot_models}}
-    settings = {"program_source": source.name, "seeds": list(seeds), "distill": distill, "n_labeled": n_labeled,
-                "metric": metric, "features": features if isinstance(features, str) else getattr(features, "kind", type(features).__name__),
+    settings = {"program_source": source.name, "seeds": list(seeds), "distill": distill, "uncovered": uncovered,
+                "n_labeled": n_labeled, "metric": metric, "features": features if isinstance(features, str) else getattr(features, "kind", type(features).__name__),
                 "rows": {"train": len(train), "dev": len(dev), "test": len(test)}}
     return EvaluationResult(runs, summary, cost, settings)
 

@@ -18,7 +18,12 @@ over TF-IDF alone and embeddings alone on the *dev* rows only (mean dev score ov
 youtube, sms, youtube_raw; see docs/evaluation.md), never on test. MLP training speed at scale is
 measured by bench/mlp.py (``mlp_train_s``), not here.
 
-    python bench/e2e.py [--data /work/shared/data] [--seeds 5] [--datasets youtube,sms,...] [--threads 1] [--features both|tfidf]
+Uncovered rows (``--uncovered``): ``auto`` (default) lets each seed's dev rows decide whether the
+distilled model also learns the label model's no-evidence answer (its prior) on the train rows no
+program voted on, or ignores them (the paper); ``distilled_uncovered`` lists the choice per seed.
+
+    python bench/e2e.py [--data /work/shared/data] [--seeds 5] [--datasets youtube,sms,...] [--threads 1]
+                        [--features both|tfidf] [--uncovered auto|ignore|prior]
 
 Prints a line per (data set, source) and one JSON object as the last line.
 """
@@ -36,6 +41,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from alchemist_magics.distill import UNCOVERED  # noqa: E402
 from alchemist_magics.evaluate import PUBLIC, evaluate_pipeline, load_public  # noqa: E402
 from alchemist_magics.features import CombinedFeatures, SentenceEmbeddings, TfidfFeatures  # noqa: E402
 
@@ -57,6 +63,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", default=",".join(PUBLIC))
     parser.add_argument("--distill", default="mlp", choices=("mlp", "logreg"))
+    parser.add_argument("--uncovered", default="auto", choices=UNCOVERED,
+                        help="distilled model on rows no program voted on (auto: chosen per seed on dev)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--features", default="both", choices=("both", "tfidf"),
                         help="both: TF-IDF + MiniLM embeddings (TF-IDF alone when not installed)")
@@ -66,8 +74,8 @@ def main() -> None:
     features = "tfidf" if embeddings is None else "tfidf+minilm"
     # The synth rows move whenever the synthesizer's rules change: record which version ran.
     synthesizer = Path(__file__).resolve().parents[1] / "alchemist_magics" / "synthesizer.py"
-    out = {"settings": {"seeds": args.seeds, "distill": args.distill, "features": features, "threads": args.threads,
-                        "n_labeled": 100, "synthesizer_sha256": hashlib.sha256(synthesizer.read_bytes()).hexdigest()[:12]}}
+    out = {"settings": {"seeds": args.seeds, "distill": args.distill, "uncovered": args.uncovered, "features": features,
+                        "threads": args.threads, "n_labeled": 100, "synthesizer_sha256": hashlib.sha256(synthesizer.read_bytes()).hexdigest()[:12]}}
     start = time.perf_counter()
     for name in args.datasets.split(","):
         bench = load_public(args.data, name)
@@ -79,12 +87,13 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as cache:  # embeddings: computed once per split, not per seed
                 result = evaluate_pipeline(bench.train, bench.dev, bench.test, bench.task, source,
                                            seeds=tuple(range(args.seeds)), distill=args.distill, metric=bench.metric,
-                                           features=extractor, cache_dir=cache)
+                                           features=extractor, uncovered=args.uncovered, cache_dir=cache)
             s = result.summary
             out[name][key] = {
                 **{k: [round(v["mean"], 4), round(v["std"], 4)] for k, v in s.items() if isinstance(v, dict)},
                 "distilled_ge_label_model": s["distilled_ge_label_model"],
                 "label_models_chosen": [r["label_model_name"] for r in result.runs],
+                "distilled_uncovered": [r.get("distilled_uncovered") for r in result.runs],
                 "programs_usd": result.cost["programs_usd"],
                 "zero_shot_usd": {m: z["usd"] for m, z in result.cost["zero_shot"].items()},
                 "zero_shot_token_count": next(iter(result.cost["zero_shot"].values()))["token_count_method"],

@@ -94,6 +94,29 @@ def test_uncovered_rows_are_left_out_of_the_loss_but_still_predicted():
         np.testing.assert_array_equal(inferred.predict_proba(X[TEST]), model.predict_proba(X[TEST]))
 
 
+def test_uncovered_prior_learns_the_label_models_answer_there_and_auto_keeps_the_better_dev_fit():
+    rng = np.random.default_rng(4)
+    few = rng.random(2000) < 0.1  # programs cover 10%; the label model's answer elsewhere is right
+    every_row = mlp().fit(X[TRAIN], PROBA[TRAIN], covered=np.ones(2000, bool))
+    prior = mlp(uncovered="prior").fit(X[TRAIN], PROBA[TRAIN], covered=few)
+    np.testing.assert_array_equal(prior.predict_proba(X[TEST]), every_row.predict_proba(X[TEST]))
+    assert prior.uncovered_ == "prior" and prior.coverage_ == pytest.approx(few.mean())
+    dev = {"dev": X[TEST], "dev_labels": TRUTH[TEST]}
+    ignore = mlp().fit(X[TRAIN], PROBA[TRAIN], covered=few, **dev)
+    prior = mlp(uncovered="prior").fit(X[TRAIN], PROBA[TRAIN], covered=few, **dev)
+    auto = mlp(uncovered="auto").fit(X[TRAIN], PROBA[TRAIN], covered=few, **dev)
+    assert prior.dev_score_ > ignore.dev_score_ and auto.uncovered_ == "prior"
+    assert auto.dev_score_ == prior.dev_score_ and auto.history_ == prior.history_
+    np.testing.assert_array_equal(auto.predict_proba(X[TEST]), prior.predict_proba(X[TEST]))
+    # Confidently wrong answers on the uncovered rows: the dev set now prefers leaving them out.
+    wrong = PROBA[TRAIN].copy()
+    wrong[~few] = np.eye(3)[(TRUTH[TRAIN][~few] + 1) % 3]
+    auto = mlp(uncovered="auto").fit(X[TRAIN], wrong, covered=few, **dev)
+    ignore = mlp().fit(X[TRAIN], wrong, covered=few, **dev)
+    assert auto.uncovered_ == "ignore" and auto.dev_score_ == ignore.dev_score_
+    np.testing.assert_array_equal(auto.predict_proba(X[TEST]), ignore.predict_proba(X[TEST]))
+
+
 def test_sparse_rows_train_and_predict_like_their_dense_copy():
     dense = sp.random(600, 40, density=0.1, dtype=np.float32, random_state=3).toarray()
     dense[5] = 0  # an empty row: no non-zero to sum, the first layer gives just the bias
@@ -126,6 +149,7 @@ def test_save_load_round_trip_labels_new_texts_identically(tmp_path, kind):
     loaded = DistilledModel.load(tmp_path / "model", device="cpu")
     np.testing.assert_array_equal(loaded.predict_proba(new), model.predict_proba(new))
     assert loaded.classes_ == model.classes_ and loaded.params == model.params
+    assert loaded.uncovered_ == model.uncovered_ == "ignore"
 
 
 def test_logistic_regression_learns_from_soft_labels_with_a_dev_score():
@@ -184,5 +208,13 @@ def test_bad_input_raises_a_clear_value_error():
         DistilledModel(model="svm")
     with pytest.raises(ValueError, match="metric='f1_macro': use one of .*'macro_f1'"):
         DistilledModel(metric="f1_macro")
+    with pytest.raises(ValueError, match="uncovered='all': use one of"):
+        DistilledModel(uncovered="all")
+    with pytest.raises(ValueError, match="'auto' chooses on the dev set: pass dev="):
+        mlp(uncovered="auto").fit(X[TRAIN], PROBA[TRAIN], covered=np.arange(2000) < 1000)
+    blank = PROBA[TRAIN].copy()
+    blank[1000:] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf there: pass the label model's predict_proba unchanged"):
+        mlp(uncovered="prior").fit(X[TRAIN], blank)
     with pytest.raises(ValueError, match="use metric='macro_f1'"):
         mlp(metric="f1").fit(X[TRAIN], PROBA[TRAIN], dev=X[TEST], dev_labels=TRUTH[TEST])

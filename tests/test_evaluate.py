@@ -53,6 +53,8 @@ def test_numbers_are_consistent(splits, result):
         for key in ("label_model", "label_model_covered", "distilled", "majority_vote"):
             assert 0.5 < run[key] <= 1.0, key
         assert run["total_s"] >= run["distill_s"] > 0
+        assert run["distilled_uncovered"] in ("ignore", "prior")  # chosen on dev per seed (default "auto")
+    assert result.settings["uncovered"] == "auto"
     mean = np.mean([r["distilled"] for r in result.runs])
     assert result.summary["distilled"]["mean"] == pytest.approx(mean)
     assert result.summary["distilled_ge_label_model"] == (mean >= result.summary["label_model"]["mean"])
@@ -95,6 +97,8 @@ def test_bad_input_is_refused(splits):
     with pytest.raises(DataError, match="weak_labels"):
         evaluate_pipeline(train, dev, test, TASK, "wrench", seeds=(0,), n_labeled=20, distill=None,
                           zero_shot_models=())
+    with pytest.raises(ValueError, match="uncovered='none': use one of"):
+        evaluate_pipeline(train, dev, test, TASK, PROGRAMS, uncovered="none")
     with pytest.raises(ValueError, match="program_source"):
         evaluate_pipeline(train, dev, test, TASK, "gpt")
 
