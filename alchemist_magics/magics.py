@@ -452,17 +452,21 @@ class Alchemist(Magics):
         if wb.label_model is None:
             self.refresh(session)
         dev = wb.datasets.get("dev")
+        dev = dev if dev is not None and dev.has_labels else None
         covered = (wb.matrix("train") != -1).any(axis=1)
-        model = DistilledModel(model=args.model, seed=wb.seed, cache_dir=Path(self.root) / "cache" / "features")
-        model.fit(wb.datasets["train"], wb.predict_proba("train"), covered,
-                  dev=dev, dev_labels=dev.labels if dev is not None else None)
+        # With labeled dev rows, the dev set also decides whether the student learns the label
+        # model's prior on rows no program voted on (see DistilledModel's `uncovered`).
+        model = DistilledModel(model=args.model, seed=wb.seed, uncovered="auto" if dev is not None else "ignore",
+                               cache_dir=Path(self.root) / "cache" / "features")
+        model.fit(wb.datasets["train"], wb.predict_proba("train"), covered, dev=dev)
         session.distilled = model
         rows = {}
         for split in ("dev", "test"):
             ds = wb.datasets.get(split)
             if ds is not None and ds.has_labels:
                 rows[split] = float((model.predict(ds) == ds.labels).mean())
-        print(f"distilled {args.model} on {int(covered.sum())} covered rows; in Python: _alchemist.distilled")
+        prior = " and the label model's prior on the uncovered ones" if model.uncovered_ == "prior" else ""
+        print(f"distilled {args.model} on {int(covered.sum())} covered rows{prior}; in Python: _alchemist.distilled")
         return pd.Series(rows, name="distilled accuracy", dtype=float)
 
     def _cmd_export(self, session, args):
