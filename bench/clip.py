@@ -96,7 +96,7 @@ def bench_pipeline(clip: ClipModel, paths: list[str], batch_size: int, workers: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", help="an open_clip architecture with random weights (default: a tiny model)")
-    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--images", type=int, default=2048, help="test JPEGs (fewer: each timing is short and noisy)")
     parser.add_argument("--image-size", type=int, default=64, help="side of the test JPEGs (and of the tiny model)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: usable CPUs)")
