@@ -233,6 +233,8 @@ def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, work
         the reason.
     ``on_batch(n)`` is called after each batch (progress).
     """
+    import torch
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     workers = workers or default_workers()
@@ -255,8 +257,6 @@ def embed_paths(paths: list[str], clip: ClipModel, *, batch_size: int = 64, work
             vectors[[start + i for i in ok]] = out
         if on_batch is not None:
             on_batch(len(ok) + len(errors))
-
-    import torch
 
     threads = max(1, torch.get_num_threads() // workers) if on_cpu else None  # divided between the streams
     with intra_op_threads(threads), ThreadPoolExecutor(max_workers=workers) as pool:

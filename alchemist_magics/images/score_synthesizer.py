@@ -78,8 +78,9 @@ def synthesize_score_programs(task: TaskSpec, scores: pd.DataFrame, labels, n_pr
         raise ValueError("scores contain NaN or infinite values; score the images embed_images kept")
     prior = np.bincount(y, minlength=task.cardinality) / len(y)
     concepts = scores.attrs.get("concepts", [])
-    rules = _threshold_rules(values, known, y, prior, list(scores.columns), _concept_classes(concepts, task))
-    rules += _contrast_rules(values, known, y, prior, list(scores.columns), concepts, task)
+    typical = _concept_classes(concepts, task)
+    rules = _threshold_rules(values, known, y, prior, list(scores.columns), typical)
+    rules += _contrast_rules(values, known, y, prior, list(scores.columns), concepts, typical)
     chosen = _take_turns(rules, n_programs)
     sources = [_write(task, rule, seed) for rule in chosen]
     stats = [{"kind": r.kind, "label": r.label, "columns": r.columns, "cut": round(r.cut, 4),
@@ -125,10 +126,10 @@ def _threshold_rules(values, known, y, prior, columns, typical: dict[str, int]) 
     return rules
 
 
-def _contrast_rules(values, known, y, prior, columns, concepts, task) -> list[_Rule]:
-    """One contrast rule per feature described for two or more classes."""
+def _contrast_rules(values, known, y, prior, columns, concepts, typical: dict[str, int]) -> list[_Rule]:
+    """One contrast rule per feature described for two or more classes (``typical``: the class of
+    each concept column, from :func:`_concept_classes`)."""
     by_feature: dict[str, dict[int, str]] = {}
-    typical = _concept_classes(concepts, task)
     for record in concepts:
         label = typical.get(record["column"])
         if record.get("feature") and label is not None and record["column"] in columns:
