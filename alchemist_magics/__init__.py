@@ -35,6 +35,6 @@ def _jupyter_labextension_paths():
 
 
 def load_ipython_extension(shell):
-    """``%load_ext alchemist_magics`` (the magics live in ``alchemist_magics.magics``)."""
-    from .magics import load_ipython_extension as load
+    """``%load_ext alchemist_magics`` (the magics live in ``alchemist_magics.notebook.magics``)."""
+    from .notebook.magics import load_ipython_extension as load
     load(shell)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .public_data import DATA_ENV, find_dataset
+from .data.public import DATA_ENV, find_dataset
 
 def find_data_dir(given: str | None, name: str = "youtube") -> Path:
-    """The folder holding the public datasets (see :mod:`alchemist_magics.public_data` for the order)."""
+    """The folder holding the public datasets (see :mod:`alchemist_magics.data.public` for the order)."""
     folder = find_dataset(name, given)
     if folder is None:
         raise SystemExit(f"alchemist: no data folder with {name}/ found; pass --data DIR or set {DATA_ENV} "
@@ -33,7 +33,7 @@ def _print(title: str, frame: pd.DataFrame) -> None:
 def demo(args: argparse.Namespace) -> int:
     """Engine end to end on WRENCH youtube: example programs and WRENCH's stored matrix."""
     from .aggregate import select_label_model
-    from .data import load_wrench
+    from .data.dataset import load_wrench
     from .examples.youtube import PROGRAMS
     from .task import TaskSpec
     from .workbench import Workbench
@@ -63,7 +63,8 @@ def demo(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Programs -> label model -> distilled model on one public data set, mean ± std over seeds."""
-    from .evaluate import evaluate_pipeline, load_public
+    from .data import load_public
+    from .evaluate import evaluate_pipeline
 
     bench = load_public(find_data_dir(args.data, args.dataset), args.dataset)
     source = bench.human if args.source == "wrench" else "synth"

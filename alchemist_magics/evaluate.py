@@ -18,12 +18,12 @@ import numpy as np
 
 from .aggregate import covered, select_label_model
 from .aggregate.select import score
-from .data import DataError, Dataset
-from .distill import METRICS, UNCOVERED, DistilledModel
+from .data.dataset import DataError, Dataset
+from .distill.model import METRICS, UNCOVERED, DistilledModel
 from .llm.cost import PriceTable
 from .llm.zero_shot import zero_shot_counterfactual
 from .programs import LabelSpace, OutputCache, Program, apply_programs
-from .synthesizer import synthesize_programs
+from .synth.text_rules import synthesize_programs
 from .task import TaskSpec
 
 # Per-seed numbers averaged in the summary (the rest are labels such as the chosen model).
@@ -239,93 +239,3 @@ def _summarise(runs: list[dict]) -> dict:
     if "distilled" in summary:
         summary["distilled_ge_label_model"] = summary["distilled"]["mean"] >= summary["label_model"]["mean"]
     return summary
-
-
-def stratified_split(dataset: Dataset, fractions: Sequence[float] = (0.7, 0.1, 0.2),
-                     seed: int = 0) -> tuple[Dataset, Dataset, Dataset]:
-    """Split a labeled dataset into train/dev/test, stratified by label (scikit-learn, seeded)."""
-    from sklearn.model_selection import train_test_split
-
-    if dataset.labels is None or (dataset.labels < 0).any():
-        raise DataError(f"{dataset.name}: a stratified split needs a gold label on every row")
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"fractions={tuple(fractions)}: give three positive shares summing to 1")
-    rows = np.arange(len(dataset))
-    train, other = train_test_split(rows, train_size=fractions[0], stratify=dataset.labels, random_state=seed)
-    dev, test = train_test_split(other, train_size=fractions[1] / (fractions[1] + fractions[2]),
-                                 stratify=dataset.labels[other], random_state=seed)
-    return tuple(dataset.subset(np.sort(part), name=f"{dataset.name}/{split}")
-                 for part, split in ((train, "train"), (dev, "dev"), (test, "test")))
-
-
-# --------------------------------------------------------------------------- the public data sets
-PUBLIC = {
-    # name: (description, metric)
-    "youtube": ("Is this YouTube comment spam?", "accuracy"),
-    "sms": ("Is this SMS message spam?", "f1"),
-    "trec": ("What kind of answer does this question ask for?", "accuracy"),
-    "youtube_raw": ("Is this YouTube comment spam?", "accuracy"),
-    "sms_raw": ("Is this SMS message spam?", "f1"),
-}
-RAW_SPLIT = (0.7, 0.1, 0.2)  # train/dev/test shares of the raw collections, stratified, seed 0
-
-
-@dataclass
-class PublicBenchmark:
-    """A public data set ready for :func:`evaluate_pipeline`: splits, task, metric, and the human
-    programs when they exist offline (``"wrench"``: stored matrices; a list: programs to run)."""
-
-    name: str
-    train: Dataset
-    dev: Dataset
-    test: Dataset
-    task: TaskSpec
-    metric: str
-    human: str | list[Program] | None
-    notes: list[str] = field(default_factory=list)
-
-
-def load_public(data_dir, name: str) -> PublicBenchmark:
-    """Load one of :data:`PUBLIC` from ``data_dir`` (the layout of shared/data, see its SOURCES.md).
-
-    WRENCH sets keep their train/valid/test split (``load_wrench`` fixes the known defects). The raw
-    UCI collections get a stratified 70/10/20 split with seed 0. Human programs: WRENCH's stored
-    matrices for youtube and trec; for sms (and sms_raw) the 73 readme rules run in the sandbox,
-    because the stored sms valid/test matrices do not line up with their texts. youtube_raw has
-    none: WRENCH's youtube LFs exist only as stored columns, not as code.
-    """
-    from pathlib import Path
-
-    import pandas as pd
-
-    from .data import from_dataframe, load_csv, load_wrench
-    from .wrench import rule_programs
-
-    if name not in PUBLIC:
-        raise DataError(f"unknown data set {name!r}; choose one of {sorted(PUBLIC)}")
-    folder = Path(data_dir) / name
-    if not folder.is_dir():
-        raise DataError(f"{folder} not found: pass the folder that holds the public data sets (--data)")
-    description, metric = PUBLIC[name]
-    notes = []
-    if name in ("youtube", "sms", "trec"):
-        splits = load_wrench(folder)
-        train, dev, test = splits["train"], splits["valid"], splits["test"]
-        human = rule_programs(folder, train.classes) if name == "sms" else "wrench"
-        notes += [n for split in (train, dev, test) for n in split.notes]
-    else:
-        if name == "youtube_raw":
-            frame = pd.concat([pd.read_csv(path) for path in sorted(folder.glob("Youtube0*.csv"))], ignore_index=True)
-            data = from_dataframe(frame, "CONTENT", "CLASS", classes=["ham", "spam"], name=name)
-            human = None
-            notes.append("no human programs: WRENCH's youtube LFs exist only as stored columns, not as code")
-        else:
-            data = load_csv(folder / "SMSSpamCollection", "text", "label", classes=["ham", "spam"], sep="\t",
-                            header=None, names=["label", "text"])
-            human = rule_programs(folder.parent / "sms", data.classes)
-            notes.append("human programs: the 73 WRENCH sms readme rules, run on the raw (mixed-case) texts "
-                         "they were not written for (WRENCH's texts are lower-cased and tokenised)")
-        train, dev, test = stratified_split(data, RAW_SPLIT, seed=0)
-        notes.append(f"split {RAW_SPLIT} stratified by label with seed 0 (sklearn train_test_split)")
-    task = TaskSpec(name, description, train.classes)
-    return PublicBenchmark(name, train, dev, test, task, metric, human, notes)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .aggregate import DawidSkene, MajorityVote, SelectionResult, program_analysis, select_label_model
 from .aggregate.select import score
-from .data import Dataset
+from .data.dataset import Dataset
 from .llm.provenance import ProgramStore
 from .programs import ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
 from .task import TaskSpec

@@ -42,8 +42,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from alchemist_magics.distill import UNCOVERED  # noqa: E402
-from alchemist_magics.evaluate import PUBLIC, evaluate_pipeline, load_public  # noqa: E402
-from alchemist_magics.features import CombinedFeatures, SentenceEmbeddings, TfidfFeatures  # noqa: E402
+from alchemist_magics.data import PUBLIC, load_public
+from alchemist_magics.evaluate import evaluate_pipeline  # noqa: E402
+from alchemist_magics.distill import CombinedFeatures, SentenceEmbeddings, TfidfFeatures  # noqa: E402
 
 
 def sentence_features():

@@ -34,9 +34,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from alchemist_magics.aggregate import select_label_model
 from alchemist_magics.data import load_wrench
 from alchemist_magics.programs import LabelSpace, apply_programs
-from alchemist_magics.synthesizer import synthesize_programs
+from alchemist_magics.synth import synthesize_programs
 from alchemist_magics.task import TaskSpec
-from alchemist_magics.wrench import rule_matrix
+from alchemist_magics.data import rule_matrix
 
 DESCRIPTIONS = {
     "youtube": "Is this YouTube comment spam?",

@@ -10,7 +10,7 @@ is reported beside. Metric: accuracy (youtube, trec), spam-class F1 (sms), as in
 
 Matrices: the stored WRENCH weak_labels, except sms valid/test, which do not line up with their
 texts (SOURCES.md) and are rebuilt by re-applying the 73 readme regex rules to the texts
-(alchemist_magics.wrench.rule_matrix; the rules reproduce every stored sms train row). youtube
+(alchemist_magics.data.rule_matrix; the rules reproduce every stored sms train row). youtube
 train drops its 100 appended duplicate rows (load_wrench does). trec test texts leak their label
 word, which does not matter here: only label matrices are used.
 The last line printed is a JSON object keyed by dataset.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from alchemist_magics.aggregate import covered, select_label_model  # noqa: E402
 from alchemist_magics.aggregate.select import MODELS, scores_batch  # noqa: E402
 from alchemist_magics.data import load_wrench  # noqa: E402
-from alchemist_magics.wrench import rule_matrix  # noqa: E402
+from alchemist_magics.data import rule_matrix  # noqa: E402
 
 DATASETS = {"youtube": "accuracy", "sms": "f1", "trec": "accuracy"}
 ANCHOR_COLUMNS = {"MV": "majority", "WMV": "weighted_majority", "DS": "dawid_skene",

@@ -5,7 +5,8 @@ import pytest
 
 from alchemist_magics.aggregate import covered
 from alchemist_magics.data import DataError, from_dataframe
-from alchemist_magics.evaluate import evaluate_pipeline, stratified_split
+from alchemist_magics.data import stratified_split
+from alchemist_magics.evaluate import evaluate_pipeline
 from alchemist_magics.programs import LabelSpace, Program, apply_programs
 from alchemist_magics.task import TaskSpec
 

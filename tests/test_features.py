@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from alchemist_magics.data import from_dataframe
-from alchemist_magics.features import (CombinedFeatures, PrecomputedFeatures, SentenceEmbeddings, TfidfFeatures,
+from alchemist_magics.distill import (CombinedFeatures, PrecomputedFeatures, SentenceEmbeddings, TfidfFeatures,
                                        as_texts, extract, fingerprint, make_extractor)
 
 TEXTS = ["win a free prize now", "free cash offer", "meeting at noon", "see you at the meeting"]

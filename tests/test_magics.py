@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from IPython.testing.globalipapp import start_ipython
 
-from alchemist_magics.magics import Alchemist, AlchemistError, interpolate, parse_keywords
+from alchemist_magics.notebook.magics import Alchemist, AlchemistError, interpolate, parse_keywords
 
 SPAM = ["free", "win", "prize", "click", "offer", "cash"]
 HAM = ["meeting", "lunch", "tomorrow", "thanks", "family", "see"]
@@ -220,7 +220,7 @@ def test_stats_message_is_plain_json(ip, offline):
     """The sidebar's message: the panel's numbers per program, NaN as null, numpy as Python."""
     import json
 
-    from alchemist_magics.ui.comm import send_stats, stats_message
+    from alchemist_magics.notebook.comm import send_stats, stats_message
 
     session = ip.user_ns["_alchemist"]
     table = session.panel.analysis.copy()

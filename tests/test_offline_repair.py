@@ -5,9 +5,9 @@ import pytest
 
 from alchemist_magics import TaskSpec, Workbench
 from alchemist_magics.aggregate import program_analysis
-from alchemist_magics.offline_repair import Evidence, NothingToLearn, repair_offline, repair_program
+from alchemist_magics.synth import Evidence, NothingToLearn, repair_offline, repair_program
 from alchemist_magics.programs import LabelSpace, Program, apply_programs, check_program
-from alchemist_magics.public_data import fetch_wrench
+from alchemist_magics.data import fetch_wrench
 
 TASK = TaskSpec("toy", "spam or ham", ["ham", "spam"])
 SONG = Program('def song(text):\n    return 0 if "song" in text.lower() else -1\n')

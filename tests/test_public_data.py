@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alchemist_magics import public_data
+from alchemist_magics.data import public as public_data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -9,8 +9,8 @@ import pytest
 
 from alchemist_magics import TaskSpec, Workbench
 from alchemist_magics.examples.shapes import CLASSES, CONCEPTS, make_shapes, train_toy_clip
-from alchemist_magics.images import (concept_scores, concept_table, embed_images, load_image_table,
-                                     synthesize_score_programs)
+from alchemist_magics.images import concept_scores, concept_table, embed_images, load_image_table
+from alchemist_magics.synth import synthesize_score_programs
 from alchemist_magics.images.scores import scores_dataset
 
 TASK = TaskSpec("shapes", "Is the object in the image a square or a circle?", CLASSES)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alchemist_magics.programs import LabelSpace, Program, apply_programs, check_program
-from alchemist_magics.synthesizer import DECISION_RULES, synthesize_programs
+from alchemist_magics.synth import DECISION_RULES, synthesize_programs
 from alchemist_magics.task import TaskSpec
 
 TASK = TaskSpec(name="planted", description="Which topic is this text about?", classes=["sport", "food", "tech"])

@@ -122,7 +122,7 @@ def break_ties(P: np.ndarray, seed: int, atol: float = 1e-9) -> np.ndarray:
 class LabelModel:
     """Base class: scikit-learn-like ``fit`` / ``predict_proba`` / ``predict``.
 
-    Subclasses set ``prior_`` (k,) in ``fit`` and implement ``_proba(L)``.
+    Subclasses set ``prior_`` (k,) in ``fit`` and implement ``raw_proba(L)``.
     """
 
     def __init__(self, cardinality: int = 2, seed: int = 0, device=None):
@@ -134,7 +134,7 @@ class LabelModel:
     def _check(self, L) -> np.ndarray:
         return check_matrix(L, self.cardinality)
 
-    def _require_fit(self):
+    def require_fit(self):
         if self.prior_ is None:
             raise ValueError(f"{type(self).__name__} is not fitted yet: call fit(L) first")
 
@@ -143,8 +143,8 @@ class LabelModel:
 
     def predict_proba(self, L) -> np.ndarray:
         """(n, k) class probabilities. Rows nobody covers get the model's no-evidence belief."""
-        self._require_fit()
-        return self._proba(self._check(L))
+        self.require_fit()
+        return self.raw_proba(self._check(L))
 
     def predict(self, L, uncovered: str = "abstain") -> np.ndarray:
         """Hard labels (int64). Uncovered rows give -1 (``uncovered="abstain"``, the default)

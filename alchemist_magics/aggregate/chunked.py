@@ -3,7 +3,7 @@
 The models are the in-memory ones (:class:`MajorityVote`, :class:`DawidSkene`): fitting streams their
 sufficient statistics (vote counts; for Dawid-Skene, one EM iteration per pass over the chunks:
 the E-step of each chunk feeds the sums the next M-step needs), and the fitted object is an
-ordinary model whose own ``_proba`` scores each chunk. Results equal the in-memory fit up to float
+ordinary model whose own ``raw_proba`` scores each chunk. Results equal the in-memory fit up to float
 summation order; tie-breaking draws from the same seeded stream, so hard labels match too.
 
 A chunk source is any of: a 2-D array or ``np.memmap`` (sliced into ``chunk_rows`` rows), a dask
@@ -21,7 +21,7 @@ import torch
 
 from .base import ABSTAIN, Votes, break_ties, check_matrix
 from .dawid_skene import DawidSkene
-from .majority import MajorityVote, _vote_shares
+from .majority import MajorityVote, vote_shares
 
 DEFAULT_CHUNK_ROWS = 500_000
 
@@ -114,9 +114,9 @@ def fit_chunked(model, source, chunk_rows: int = DEFAULT_CHUNK_ROWS):
 
 def iter_proba(model, source, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[np.ndarray]:
     """``model.predict_proba`` of each chunk in turn (any fitted label model)."""
-    model._require_fit()
+    model.require_fit()
     for chunk in ChunkSource(source, chunk_rows, model.cardinality):
-        yield model._proba(chunk)
+        yield model.raw_proba(chunk)
 
 
 def predict_proba_chunked(model, source, out=None, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
@@ -142,11 +142,11 @@ def predict_chunked(model, source, uncovered: str = "abstain", chunk_rows: int =
     """Hard labels (int64), equal to ``model.predict(L, uncovered)`` on the whole matrix."""
     if uncovered not in ("abstain", "prior"):
         raise ValueError(f'uncovered must be "abstain" or "prior", got {uncovered!r}')
-    model._require_fit()
+    model.require_fit()
     rng = np.random.default_rng(model.seed)  # one stream across chunks == break_ties(P, seed) on all rows
     parts = []
     for chunk in ChunkSource(source, chunk_rows, model.cardinality):
-        pred = break_ties(model._proba(chunk), rng)
+        pred = break_ties(model.raw_proba(chunk), rng)
         if uncovered == "abstain":
             pred[~(chunk != ABSTAIN).any(axis=1)] = ABSTAIN
         parts.append(pred)
@@ -160,7 +160,7 @@ def _fit_majority(model: MajorityVote, chunks: ChunkSource) -> MajorityVote:
     hard = np.zeros(k)
     for chunk in chunks:
         votes = Votes(chunk, k, model.device)
-        P = _vote_shares(votes, None, model.prior_)
+        P = vote_shares(votes, None, model.prior_)
         hard += np.bincount(break_ties(P[votes.covered], rng), minlength=k)
     model.prior_ = (hard + 1.0) / (hard.sum() + k)
     return model
@@ -176,10 +176,10 @@ def _fit_dawid_skene(model: DawidSkene, chunks: ChunkSource) -> DawidSkene:
         for chunk in chunks:
             votes = Votes(chunk, k, device, transpose=True)
             if e_step:
-                q, mean_loglik = model._e_step(votes)
+                q, mean_loglik = model.e_step(votes)
                 loglik += mean_loglik * len(chunk)
             else:  # the first pass: majority-vote shares start EM, as in the in-memory fit
-                q = torch.from_numpy(_vote_shares(votes, None, uniform)).to(device)
+                q = torch.from_numpy(vote_shares(votes, None, uniform)).to(device)
             part = model.sufficient_stats(votes, q)
             sums = part if sums is None else (sums[0] + part[0], sums[1] + part[1])
             n += len(chunk)
@@ -190,10 +190,10 @@ def _fit_dawid_skene(model: DawidSkene, chunks: ChunkSource) -> DawidSkene:
     sums, _ = one_pass(e_step=False)
     last = -np.inf
     for model.n_iter_ in range(1, model.max_iter + 1):
-        model._m_step(*sums)
+        model.m_step(*sums)
         sums, loglik = one_pass(e_step=True)
         if loglik - last < model.tol:
             break
         last = loglik
-    model._m_step(*sums)
+    model.m_step(*sums)
     return model

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from .base import LabelModel, Votes
-from .majority import _vote_shares
+from .majority import vote_shares
 
 
 class DawidSkene(LabelModel):
@@ -35,15 +35,15 @@ class DawidSkene(LabelModel):
         L = self._check(L)
         k = self.cardinality
         votes = Votes(L, k, self.device, transpose=True)
-        q = torch.from_numpy(_vote_shares(votes, None, np.full(k, 1.0 / k))).to(self.device)
+        q = torch.from_numpy(vote_shares(votes, None, np.full(k, 1.0 / k))).to(self.device)
         last = -np.inf
         for self.n_iter_ in range(1, self.max_iter + 1):
-            self._m_step(*self.sufficient_stats(votes, q))
-            q, loglik = self._e_step(votes)
+            self.m_step(*self.sufficient_stats(votes, q))
+            q, loglik = self.e_step(votes)
             if loglik - last < self.tol:
                 break
             last = loglik
-        self._m_step(*self.sufficient_stats(votes, q))
+        self.m_step(*self.sufficient_stats(votes, q))
         return self
 
     @staticmethod
@@ -54,7 +54,7 @@ class DawidSkene(LabelModel):
         """
         return votes.tdot(q), q.sum(dim=0)
 
-    def _m_step(self, voted: torch.Tensor, mass: torch.Tensor):
+    def m_step(self, voted: torch.Tensor, mass: torch.Tensor):
         k = self.cardinality
         m = voted.shape[0] // k
         voted = voted.reshape(m, k, k)  # [j, c, y]
@@ -70,7 +70,7 @@ class DawidSkene(LabelModel):
         self.abstain_ = (abstained + self.alpha) / (mass[None, :] + (k + 1) * self.alpha)
         self.abstain_ = self.abstain_.cpu().numpy()
 
-    def _e_step(self, votes: Votes):
+    def e_step(self, votes: Votes):
         m, k = votes.m, votes.k
         log_vote = self._log_theta[:, :k]  # [j, c, y]
         const = self._log_prior.clone()
@@ -83,8 +83,8 @@ class DawidSkene(LabelModel):
         loglik = float((scores[:, 0] - log_q[:, 0]).mean())  # mean log p(row)
         return log_q.exp(), loglik
 
-    def _proba(self, L):
+    def raw_proba(self, L):
         if L.shape[1] != self._log_theta.shape[0]:
             raise ValueError(f"model was fitted on {self._log_theta.shape[0]} programs, L has {L.shape[1]}")
-        q, _ = self._e_step(Votes(L, self.cardinality, self.device))
+        q, _ = self.e_step(Votes(L, self.cardinality, self.device))
         return q.cpu().numpy()

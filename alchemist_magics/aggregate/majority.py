@@ -7,7 +7,7 @@ import torch
 from .base import LabelModel, Votes, break_ties
 
 
-def _vote_shares(votes: Votes, weights: torch.Tensor | None, prior: np.ndarray) -> np.ndarray:
+def vote_shares(votes: Votes, weights: torch.Tensor | None, prior: np.ndarray) -> np.ndarray:
     """(Weighted) vote counts normalised per row; rows without any (weighted) vote get ``prior``."""
     counts = votes.counts(weights)
     total = counts.sum(dim=1, keepdim=True)
@@ -36,12 +36,12 @@ class MajorityVote(LabelModel):
     def fit(self, L) -> "MajorityVote":
         L = self._check(L)
         votes = Votes(L, self.cardinality, self.device)
-        P = _vote_shares(votes, None, self.prior_)
+        P = vote_shares(votes, None, self.prior_)
         self.prior_ = _prior_from_votes(P, votes.covered, self.seed)
         return self
 
-    def _proba(self, L):
-        return _vote_shares(Votes(L, self.cardinality, self.device), None, self.prior_)
+    def raw_proba(self, L):
+        return vote_shares(Votes(L, self.cardinality, self.device), None, self.prior_)
 
 
 class WeightedMajorityVote(LabelModel):
@@ -71,7 +71,7 @@ class WeightedMajorityVote(LabelModel):
         votes = Votes(L, self.cardinality, self.device)
         self.weights_ = self.given_weights if self.given_weights is not None else self._learn_weights(votes)
         uniform = np.full(self.cardinality, 1.0 / self.cardinality)
-        P = _vote_shares(votes, self._w(), uniform)
+        P = vote_shares(votes, self._w(), uniform)
         self.prior_ = _prior_from_votes(P, votes.covered, self.seed)
         return self
 
@@ -99,7 +99,7 @@ class WeightedMajorityVote(LabelModel):
         p = ((n_agree + 1) / (n_decided + 2)).cpu().numpy()
         return np.clip(np.log(p * (k - 1) / (1 - p)), 0.0, None)
 
-    def _proba(self, L):
+    def raw_proba(self, L):
         if len(self.weights_) != L.shape[1]:
             raise ValueError(f"model was fitted on {len(self.weights_)} programs, L has {L.shape[1]}")
-        return _vote_shares(Votes(L, self.cardinality, self.device), self._w(), self.prior_)
+        return vote_shares(Votes(L, self.cardinality, self.device), self._w(), self.prior_)

@@ -31,5 +31,5 @@ class SnorkelLabelModel(LabelModel):
         self.prior_ = np.asarray(self.model_.p, dtype=np.float64)
         return self
 
-    def _proba(self, L):
+    def raw_proba(self, L):
         return self.model_.predict_proba(L)

@@ -72,7 +72,7 @@ class Triplet(LabelModel):
         self.prior_ = prior / prior.sum()
         return self
 
-    def _proba(self, L):
+    def raw_proba(self, L):
         if L.shape[1] != len(self._w):
             raise ValueError(f"model was fitted on {len(self._w)} programs, L has {L.shape[1]}")
         votes = Votes(L, self.cardinality, self.device)

@@ -22,7 +22,7 @@ _PUBLIC = {
     "ClipModel": ".clip", "ImageEmbeddings": ".clip", "embed_images": ".clip", "embed_paths": ".clip",
     "pick_device": ".clip", "EmbeddingCache": ".cache",
     "concept_scores": ".scores", "generate_score_programs": ".scores", "score_program_messages": ".scores",
-    "scores_dataset": ".scores", "synthesize_score_programs": ".score_synthesizer",
+    "scores_dataset": ".scores",
     "GroupMetrics": ".baselines", "group_metrics": ".baselines", "group_prompting": ".baselines",
     "zero_shot_clip": ".baselines",
 }

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DataError
-from ..torch_threads import intra_op_threads
+from ..data.dataset import DataError
+from ..distill.threads import intra_op_threads
 from .cache import EmbeddingCache, content_hashes
 from .data import ImageSet
 from .preprocess import BatchPreprocess

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data import DataError, _label_indices
+from ..data.dataset import DataError, label_indices
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -181,7 +181,7 @@ def load_image_table(table: pd.DataFrame | str | Path, path_column: str = "path"
     paths = [str(p if Path(p).is_absolute() else base / p) for p in table[path_column].astype(str)]
     labels = None
     if label_column:
-        labels, classes = _label_indices(table[label_column], list(classes) if classes is not None else None)
+        labels, classes = label_indices(table[label_column], list(classes) if classes is not None else None)
     groups = None
     if group_column:
         groups = table[group_column].astype(str).to_numpy(dtype=object)

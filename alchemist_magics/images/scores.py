@@ -3,7 +3,7 @@
 :func:`concept_scores` is one matrix product of the cached, normalised image embeddings with the
 concept text embeddings: adding or editing concepts never re-embeds an image. The result is a
 DataFrame with one column per concept (the concept's identifier); ``scores.attrs["concepts"]``
-keeps the concept table. :func:`scores_dataset` turns it into a :class:`~alchemist_magics.data.Dataset`
+keeps the concept table. :func:`scores_dataset` turns it into a :class:`~alchemist_magics.data.dataset.Dataset`
 whose rows reach programs as ``x.<column>``, so programs over scores go through exactly the same
 Workbench path (check, sandbox, normalisation, label model) as text programs.
 :func:`generate_score_programs` asks the LLM for such programs with the paper's second prompt.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import DataError, Dataset
+from ..data.dataset import DataError, Dataset
 from ..llm.client import LLMClient, Request
 from ..llm.cost import TYPICAL_PROGRAM_REPLY_TOKENS, estimate_requests
 from ..llm.generate import DUPLICATE_SIMILARITY, GenerationResult, collect, prepare_request, validate_reply

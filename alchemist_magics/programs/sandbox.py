@@ -181,7 +181,7 @@ def apply_programs(
         if cache is not None:
             codes = cache.get(program, fingerprint, label_space, n)
             if codes is not None:
-                runs[j] = ProgramRun(program, "ok", _ok_message(codes), codes, cached=True)
+                runs[j] = ProgramRun(program, "ok", ok_message(codes), codes, cached=True)
                 continue
         todo.append((j, entry))
     if todo:
@@ -221,7 +221,7 @@ def _run_in_supervisor(programs, todo, inputs, fingerprint, label_space, time_li
         bar.close()
 
 
-def _ok_message(codes: np.ndarray, first_fault: str = "", first_invalid: str = "") -> str:
+def ok_message(codes: np.ndarray, first_fault: str = "", first_invalid: str = "") -> str:
     n = len(codes)
     labeled = int(np.count_nonzero(codes >= 0))
     parts = [f"labeled {labeled}/{n} rows"]
@@ -314,7 +314,7 @@ class Sandbox:
             return ProgramRun(program, "memory_limit", f"exceeded the {self.memory_limit_mb} MB memory limit (first: {first_fault})", codes, runtime_s)
         if self.n and np.all(codes == FAULT):
             return ProgramRun(program, "faulted", f"raised on every row (first: {first_fault})", codes, runtime_s)
-        return ProgramRun(program, "ok", _ok_message(codes, first_fault, first_invalid), codes, runtime_s)
+        return ProgramRun(program, "ok", ok_message(codes, first_fault, first_invalid), codes, runtime_s)
 
 
 def _first_not_run(codes: np.ndarray) -> int:

@@ -22,7 +22,7 @@ from ..programs.cache import OutputCache, fingerprint_inputs
 from ..programs.check import check_program
 from ..programs.labels import ABSTAIN, FAULT, INVALID, NOT_RUN, LabelSpace, to_label_matrix
 from ..programs.program import Program
-from ..programs.sandbox import ApplyResult, ProgramRun, _ok_message, apply_programs
+from ..programs.sandbox import ApplyResult, ProgramRun, ok_message, apply_programs
 from .client import resolve_client
 from .partitions import Partition, split_rows
 
@@ -86,7 +86,7 @@ def apply_programs_dask(
 
     Args:
         programs: :class:`Program` objects or source strings.
-        data: a :class:`~alchemist_magics.data.Dataset`, a sequence of inputs (cut into
+        data: a :class:`~alchemist_magics.data.dataset.Dataset`, a sequence of inputs (cut into
             ``partition_rows`` slices), or a list of :class:`Partition` (e.g. loaded on workers).
         label_space: normalises outputs.
         client: a ``distributed.Client``, a scheduler address, or None for the active client.
@@ -114,7 +114,7 @@ def apply_programs_dask(
             continue
         codes = cache.get(program, fingerprint, label_space, n) if cache is not None else None
         if codes is not None:
-            runs[j] = ProgramRun(program, "ok", _ok_message(codes), codes, cached=True)
+            runs[j] = ProgramRun(program, "ok", ok_message(codes), codes, cached=True)
             continue
         todo.append(j)
     part_runs: list[PartitionRun] = []
@@ -137,7 +137,7 @@ def apply_programs_dask(
 
 
 def _partitions(data, partition_rows: int, fingerprint: str | None, cached: bool) -> tuple[list[Partition], str | None]:
-    from ..data import Dataset
+    from ..data.dataset import Dataset
 
     if isinstance(data, Dataset):
         return split_rows(data.inputs(), partition_rows), fingerprint or data.fingerprint
@@ -221,7 +221,7 @@ def _merge(program: Program, codes: np.ndarray, parts: list[PartitionRun]) -> Pr
         return ProgramRun(program, status, f"partition {first.partition}: {first.message}{more}", codes, runtime)
     if len(codes) and np.all(codes == FAULT):
         return ProgramRun(program, "faulted", parts[0].message, codes, runtime)  # partition 0 holds row 0
-    message = _ok_message(codes)
+    message = ok_message(codes)
     noisy = [p for p in parts if p.faults or p.invalid]
     if noisy:
         message += f" (first in partition {noisy[0].partition}: {noisy[0].message})"

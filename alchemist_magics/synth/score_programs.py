@@ -1,6 +1,6 @@
 """Offline programs over concept scores: written from a few labeled images, no LLM needed.
 
-The image counterpart of :mod:`alchemist_magics.synthesizer`, and the default program source for
+The image counterpart of :mod:`alchemist_magics.synth.text_rules`, and the default program source for
 images when no LLM endpoint is configured. It writes two kinds of short, editable programs, the
 two approaches the score-program prompt suggests most often:
 
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..programs import Program
-from ..synthesizer import _identifier, _label_indices, _unique_names
+from .naming import class_indices, identifier, unique_names
 from ..task import TaskSpec
 
 QUANTILES = np.linspace(0.05, 0.95, 19)  # candidate thresholds and margins
@@ -70,7 +70,7 @@ def synthesize_score_programs(task: TaskSpec, scores: pd.DataFrame, labels, n_pr
         raise ValueError(f"{len(labels)} labels for {len(scores)} score rows; pass one per row (-1 = unlabeled)")
     known = np.array([v is not None and not (isinstance(v, (int, np.integer)) and v < 0)
                       and not (isinstance(v, float) and np.isnan(v)) for v in labels])
-    y = _label_indices(task, [v for v, k in zip(labels, known) if k], int(known.sum()))
+    y = class_indices(task, [v for v, k in zip(labels, known) if k], int(known.sum()))
     if len(set(y.tolist())) < 2:
         raise ValueError("label images of at least two different classes to synthesize programs")
     values = scores.to_numpy(dtype=np.float64)
@@ -86,7 +86,7 @@ def synthesize_score_programs(task: TaskSpec, scores: pd.DataFrame, labels, n_pr
     stats = [{"kind": r.kind, "label": r.label, "columns": r.columns, "cut": round(r.cut, 4),
               "labeled_fired": r.fired, "labeled_right": r.right} for r in chosen]
     return [Program(source, provenance={"source": "offline-score-synthesizer", "seed": seed, "stats": st})
-            for source, st in zip(_unique_names(sources), stats)]
+            for source, st in zip(unique_names(sources), stats)]
 
 
 def _quality(right: int, fired: int, n: int, prior: float) -> float | None:
@@ -183,7 +183,7 @@ def _write(task: TaskSpec, rule: _Rule, seed: int) -> str:
     if rule.kind == "contrast":
         pairs = ", ".join(f"{task.classes[i]!r}: x.{c}" for i, c in zip(rule.classes, rule.columns))
         return (
-            f"{header}\n\ndef {_identifier(f'by_{rule.feature}')}(x):\n"
+            f"{header}\n\ndef {identifier(f'by_{rule.feature}')}(x):\n"
             f'    """Vote the class whose {rule.feature!r} description fits the image best, if it leads the\n'
             f'    runner-up by {rule.cut:.4f} or more, else abstain."""\n'
             f"    fits = {{{pairs}}}\n"
@@ -192,7 +192,7 @@ def _write(task: TaskSpec, rule: _Rule, seed: int) -> str:
         )
     name, column = task.classes[rule.label], rule.columns[0]
     return (
-        f"{header}\n\ndef {_identifier(f'{name}_if_{column}_high')}(x):\n"
+        f"{header}\n\ndef {identifier(f'{name}_if_{column}_high')}(x):\n"
         f'    """Vote {name!r} ({rule.label}) if the {column} score is >= {rule.cut:.4f}, else abstain."""\n'
         f"    return {rule.label} if x.{column} >= {rule.cut:.4f} else -1\n"
     )

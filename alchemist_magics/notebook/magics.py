@@ -22,16 +22,16 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Int, Unicode, default
 
-from .data import Dataset, from_dataframe
-from .llm import (CostMeter, LLMClient, LLMConfig, RepairRequest, analysis_stats, generate_programs,
+from ..data.dataset import Dataset, from_dataframe
+from ..llm import (CostMeter, LLMClient, LLMConfig, RepairRequest, analysis_stats, generate_programs,
                   repair_examples, repair_programs, select_exemplars, weak_reasons, zero_shot_counterfactual,
                   zero_shot_label)
-from .programs import LabelSpace, Program
-from .synthesizer import synthesize_programs
-from .task import TaskSpec
-from .ui import Panel, program_cell, send_program_cells
-from .ui.comm import send_stats, stats_message
-from .workbench import Workbench
+from ..programs import LabelSpace, Program
+from ..synth.text_rules import synthesize_programs
+from ..task import TaskSpec
+from . import Panel, program_cell, send_program_cells
+from .comm import send_stats, stats_message
+from ..workbench import Workbench
 
 
 class AlchemistError(Exception):
@@ -444,9 +444,9 @@ class Alchemist(Magics):
         return None
 
     def _cmd_distill(self, session, args):
-        if importlib.util.find_spec("alchemist_magics.distill") is None:
+        if importlib.util.find_spec("alchemist_magics.distill.model") is None:
             raise AlchemistError("distill is not available in this installation")
-        from .distill import DistilledModel
+        from ..distill.model import DistilledModel
 
         wb = session.workbench
         if wb.label_model is None:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .llm.repair import analysis_stats, weak_reasons
-from .programs import Program, find_entry
-from .task import TaskSpec
+from ..llm.repair import analysis_stats, weak_reasons
+from ..programs import Program, find_entry
+from ..task import TaskSpec
 
 TOKEN = re.compile(r"\w+")
 # Keys end up as string constants in the program; the static check refuses dunder-like strings.

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .programs.rows import make_row_type
+from ..programs.rows import make_row_type
 
 
 class DataError(ValueError):
@@ -104,7 +104,7 @@ class Dataset:
         )
 
 
-def _label_indices(values: pd.Series, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
+def label_indices(values: pd.Series, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
     """Map a label column (class names or indices; NaN = unknown) to indices, checking names."""
     known = values.notna()
     raw = values[known]
@@ -190,7 +190,7 @@ def from_dataframe(
             frame[columns[0]] = col.map(str)
     labels = None
     if label_column:
-        labels, classes = _label_indices(df[label_column], list(classes) if classes is not None else None)
+        labels, classes = label_indices(df[label_column], list(classes) if classes is not None else None)
         unlabeled = int((labels < 0).sum())
         if unlabeled:
             notes.append(f"{unlabeled} row(s) have no gold label")
@@ -279,7 +279,8 @@ def load_wrench(folder: str | Path, *, fix_known_defects: bool = True) -> dict[s
             input_columns=["text"],
             labels=np.array([raw[i]["label"] for i in ids], dtype=np.int64),
             classes=classes,
-            weak_labels=np.array(weak, dtype=np.int8) if all(w is not None for w in weak) else None,
+            # some WRENCH sets ship no LFs: an empty list on every row means "no stored matrix"
+            weak_labels=np.array(weak, dtype=np.int8) if all(w for w in weak) else None,
             ids=ids,
             name=f"{folder.name}/{split}",
             source=str(folder),

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .aggregate.select import score
-from .data import Dataset
+from ..aggregate.select import score
+from ..data.dataset import Dataset
 from .features import atomic_write, extract, make_extractor
-from .torch_threads import intra_op_threads
+from .threads import intra_op_threads
 
 FORMAT_VERSION = 1
 METRICS = ("accuracy", "f1", "macro_f1")
@@ -135,7 +135,7 @@ class DistilledModel:
     Args:
         features: ``"tfidf"`` (default; fitted on the training texts), ``"sentence-transformers"``
             (all-MiniLM-L6-v2), ``"precomputed"`` (pass 2-D arrays instead of texts, e.g. CLIP
-            embeddings), or an extractor object (see :mod:`alchemist_magics.features`).
+            embeddings), or an extractor object (see :mod:`alchemist_magics.distill.features`).
         model: ``"mlp"`` (the paper's MLP, torch) or ``"logreg"`` (scikit-learn).
         hidden, layers: MLP width and number of hidden layers (paper: 32 and 2).
         seed: fixes weight initialisation and batch order; two fits with the same seed and data

@@ -29,8 +29,9 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 
-from .programs import Program
-from .task import TaskSpec
+from ..programs import Program
+from ..task import TaskSpec
+from .naming import class_indices, identifier, unique_names
 
 # Shapes a program can test with one regex on the raw text (name -> pattern).
 SHAPES = {
@@ -99,7 +100,7 @@ def synthesize_programs(
         ValueError: mismatched lengths, unknown labels, or fewer than two classes labeled.
     """
     texts_l = [_as_text(t) for t in labeled_texts]
-    y = _label_indices(task, labels, len(texts_l))
+    y = class_indices(task, labels, len(texts_l))
     if len(set(y.tolist())) < 2:
         raise ValueError("label rows of at least two different classes to synthesize programs")
     texts_u = [_as_text(t) for t in unlabeled_texts]
@@ -139,28 +140,12 @@ def synthesize_programs(
                       "labeled_fired": int(fired.sum()), "labeled_right": right})
         sources.append(_write(task, label, kind, keys, stats[-1], seed))
     provenance = [{"source": "offline-synthesizer", "seed": seed, "stats": st} for st in stats]
-    return [Program(src, provenance=prov) for src, prov in zip(_unique_names(sources), provenance)]
+    return [Program(src, provenance=prov) for src, prov in zip(unique_names(sources), provenance)]
 
 
 def _as_text(value) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
-
-def _label_indices(task: TaskSpec, labels, n: int) -> np.ndarray:
-    labels = list(labels)
-    if len(labels) != n:
-        raise ValueError(f"got {n} labeled texts but {len(labels)} labels; pass one label per text")
-    by_name = {c.casefold(): i for i, c in enumerate(task.classes)}
-    out = []
-    for value in labels:
-        if isinstance(value, str):
-            index = by_name.get(value.strip().casefold())
-        else:
-            index = int(value) if 0 <= int(value) < task.cardinality else None
-        if index is None:
-            raise ValueError(f"label {value!r} is not a class of {task.classes!r} (use 0..k-1 or a name)")
-        out.append(index)
-    return np.asarray(out, dtype=int)
 
 
 def _featurize(texts: list[str]) -> tuple[list[_Feature], sparse.csr_matrix]:
@@ -365,7 +350,7 @@ def _write_decision_list(task: TaskSpec, ordered: list[_Rule], features: list[_F
     classes = _wrap([f"{name!r}: {i}" for i, name in enumerate(task.classes)])
     fired, right = stats["labeled_fired"], stats["labeled_right"]
     accuracy = f"{right}/{fired} right ({right / fired:.0%})" if fired else "never fires"
-    fname = _identifier(f"{task.name}_by_opening")
+    fname = identifier(f"{task.name}_by_opening")
     return (
         f"import re\n\n# Written by the offline synthesizer (seed {seed}). On the labeled rows: {accuracy}.\n"
         f"# Checked in order, the first match decides. A rule: (opening words, a later word or '',\n"
@@ -394,7 +379,7 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: 
         listing = _wrap([repr(k) for k in keys])
         anchor = r"^\W*" if kind == "start" else r"\b"
         what = "starts with" if kind == "start" else "contains"
-        fname = _identifier(f"{name}_if_{'starts_' if kind == 'start' else ''}{'_or_'.join(keys[:2])}")
+        fname = identifier(f"{name}_if_{'starts_' if kind == 'start' else ''}{'_or_'.join(keys[:2])}")
         return (
             f"import re\n\n{header}WORDS = [\n{listing}\n]\n"
             f'PATTERN = r"{anchor}(?:" + "|".join(re.escape(w).replace(r"\\ ", r"\\W+") '
@@ -406,7 +391,7 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: 
     if kind == "brief":
         cuts = dict(key.split("|") for key in keys)
         listing = _wrap([f"{opening!r}: {cut}" for opening, cut in cuts.items()])
-        fname = _identifier(f"{name}_if_short_{'_or_'.join(list(cuts)[:2])}")
+        fname = identifier(f"{name}_if_short_{'_or_'.join(list(cuts)[:2])}")
         return (
             f"import re\n\n{header}# opening words -> the most words the whole text may have\n"
             f"OPENINGS = {{\n{listing}\n}}\n\n\n"
@@ -422,7 +407,7 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: 
     if kind == "pair":
         pairs = [tuple(key.split("+")) for key in keys]
         listing = _wrap([repr(pair) for pair in pairs])
-        fname = _identifier(f"{name}_if_{'_or_'.join('_'.join(p) for p in pairs[:2])}")
+        fname = identifier(f"{name}_if_{'_or_'.join('_'.join(p) for p in pairs[:2])}")
         return (
             f"import re\n\n{header}# (first word, a later word)\nPAIRS = [\n{listing}\n]\n\n\n"
             f"def {fname}(text):\n"
@@ -433,7 +418,7 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: 
             f"    return {label} if any(words[:1] == [first] and word in later for first, word in PAIRS) else -1\n"
         )
     if kind == "shape":
-        fname = _identifier(f"{name}_if_{keys[0]}")
+        fname = identifier(f"{name}_if_{keys[0]}")
         return (
             f'import re\n\n{header}{keys[0].upper()} = r"{SHAPES[keys[0]]}"\n\n\n'
             f"def {fname}(text):\n"
@@ -441,7 +426,7 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: 
             f"    return {label} if re.search({keys[0].upper()}, text) else -1\n"
         )
     op, word = (">=", "long") if kind == "long" else ("<=", "short")
-    fname = _identifier(f"{name}_if_{word}")
+    fname = identifier(f"{name}_if_{word}")
     return (
         f"{header}\n\ndef {fname}(text):\n"
         f'    """Vote {name!r} ({label}) if the text is {word} ({op} {keys[0]} characters), else abstain."""\n'
@@ -457,21 +442,3 @@ def _wrap(items: list[str], width: int = 96) -> str:
             lines.append("")
         lines[-1] += (", " if lines[-1] else "") + item
     return "\n".join(f"    {line}," for line in lines)
-
-
-def _identifier(text: str) -> str:
-    ident = re.sub(r"\W+", "_", text.lower(), flags=re.ASCII).strip("_")[:48].rstrip("_")
-    return ident if ident and not ident[0].isdigit() else f"vote_{ident}"
-
-
-def _unique_names(sources: list[str]) -> list[str]:
-    """Give repeated function names a numeric suffix so every program is named distinctly."""
-    seen: dict[str, int] = {}
-    out = []
-    for source in sources:
-        name = re.search(r"^def (\w+)\(", source, re.M).group(1)
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            source = source.replace(f"def {name}(", f"def {name}_{seen[name]}(", 1)
-        out.append(source)
-    return out

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Dataset
-from .programs import LabelSpace, Program, apply_programs
+from .dataset import DataError, Dataset
+from ..programs import LabelSpace, Program, apply_programs
 
 
 def _class_index(rule_class: str, classes: list[str]) -> int:
