@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from alchemist_magics.programs import LabelSpace, Program, apply_programs, to_snorkel_lfs  # noqa: E402
+from alchemist_magics.programs import LabelSpace, Program, apply_programs, default_workers, to_snorkel_lfs  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "youtube"
 HAM, SPAM, ABSTAIN = 0, 1, -1
@@ -86,12 +86,11 @@ def main():
     assert all(r.status == "ok" for r in result.runs), result.summary()
 
     n = len(texts)
-    from alchemist_magics.programs.sandbox import _default_workers  # the default the run used
-
     report = {
         "rows": n,
         "programs": len(programs),
-        "workers": args.workers or _default_workers(),
+        "workers": args.workers or default_workers(),
+        "isolation": result.isolation,
         "snorkel_rows_per_s": round(n / snorkel_s),
         "ours_rows_per_s": round(n / ours_s),
         "ours_1worker_rows_per_s": round(n / ours1_s),

@@ -1,13 +1,18 @@
-"""Run programs over a dataset in forked, resource-limited child processes.
+"""The child-side executor: run programs over a dataset in forked, OS-isolated child processes.
 
 One fresh child per program run, at most ``workers`` at a time. The children are forked by the
 supervisor process (``supervisor.py``), which received the rows once and keeps them: the rows are
-inherited rather than pickled per program, and whatever a program monkeypatches dies with its child. The child writes one int8 outcome code per row into an anonymous
-shared mmap allocated before the fork (partial progress survives a crash; the supervisor reads progress
-from it), then leaves with ``os._exit``. The supervisor enforces a wall-clock limit with SIGKILL and
-reads a death by signal or an early exit as a crash. Containment inside the child: fds closed and
-stdio on /dev/null, RLIMIT_AS/FSIZE/CORE, and an audit hook (which cannot be removed) refusing file
-writes, process creation, signals, sockets and ctypes.
+inherited rather than sent per program, and whatever a program monkeypatches dies with its child.
+The child writes one int8 outcome code per row into an anonymous shared mmap allocated before the
+fork (partial progress survives a crash; the supervisor reads progress from it), then leaves with
+``os._exit``. The supervisor enforces a wall-clock limit with SIGKILL and reads a death by signal or
+an early exit as a crash. Everything a child wrote is data: the state byte, the messages and every
+code are validated before they become a :class:`ProgramRun`.
+
+Containment inside the child, in this order, all before the program's source is compiled: sibling
+result maps unmapped; every inherited fd closed and stdio on /dev/null; RLIMIT_AS/FSIZE/CORE;
+no-new-privileges, all capabilities dropped, Landlock and seccomp-bpf (``isolation.py``); then an
+audit hook (early, readable feedback, not a boundary).
 
 mmap layout: ``[0]`` state, ``[1]`` MemoryError seen, ``[8:264]`` first fault, ``[264:520]`` first
 invalid output (utf-8, NUL padded), ``[520:520+n]`` row codes, initialised to ``NOT_RUN``.
@@ -23,17 +28,17 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from .cache import OutputCache, fingerprint_inputs
-from .check import check_program, find_entry
-from .labels import ABSTAIN, FAULT, INVALID, NOT_RUN, LabelSpace, to_label_matrix
+from .frames import clean_message
+from .isolation import Confinement, IsolationError, kill_strays
+from .labels import FAULT, INVALID, NOT_RUN, LabelSpace
 from .program import Program
+from .results import ProgramRun, ok_message
 
-_RUNNING, _DONE, _LOAD_FAILED = 0, 1, 2
+_RUNNING, _DONE, _LOAD_FAILED, _ISOLATION_FAILED = 0, 1, 2, 3
 _FAULT_MSG, _INVALID_MSG, _MSG_LEN, _CODES = 8, 264, 256, 520
 _NOT_RUN_BYTE = bytes([NOT_RUN & 0xFF])
 _PROGRESS_EVERY_S = 0.1
@@ -70,183 +75,27 @@ def _audit_hook(event, args, _blocked=_BLOCKED_EVENTS, _write=_WRITE_FLAGS, _den
         raise _deny("sandbox: the audit hook cannot be changed")
 
 
-@dataclass
-class ProgramRun:
-    """How one program fared: ``status`` plus a one-line ``message``, outcome counts and raw codes.
-
-    Statuses: ``ok`` (ran every row), ``faulted`` (raised on every row), ``rejected`` (static check),
-    ``load_error`` (its module code raised), ``timeout``, ``memory_limit``, ``crashed`` (died or
-    left the process). Only ``ok`` programs contribute labels; the others' columns are all -1.
-    ``codes`` keeps the raw per-row outcomes (see ``labels.py``) for inspection.
-    """
-
-    program: Program
-    status: str
-    message: str
-    codes: np.ndarray | None = field(default=None, repr=False)
-    runtime_s: float = 0.0
-    cached: bool = False
-
-    def _count(self, code: int) -> int:
-        return 0 if self.codes is None else int(np.count_nonzero(self.codes == code))
-
-    @property
-    def faults(self) -> int:
-        return self._count(FAULT)
-
-    @property
-    def invalid(self) -> int:
-        return self._count(INVALID)
-
-    @property
-    def abstains(self) -> int:
-        return self._count(ABSTAIN)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-@dataclass
-class ApplyResult:
-    """``L``: int8 label matrix (n_rows x n_programs, -1..k-1); ``runs``: one :class:`ProgramRun` per program."""
-
-    L: np.ndarray
-    runs: list[ProgramRun]
-
-    def summary(self) -> list[dict]:
-        """One plain dict per program (name, status, message, counts, runtime, cached)."""
-        return [
-            {"name": r.program.name, "id": r.program.id, "status": r.status, "message": r.message,
-             "faults": r.faults, "invalid": r.invalid, "abstains": r.abstains,
-             "runtime_s": round(r.runtime_s, 3), "cached": r.cached}
-            for r in self.runs
-        ]
-
-
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def apply_programs(
-    programs: Sequence[Program | str],
-    inputs: Sequence,
-    label_space: LabelSpace,
-    *,
-    cache: OutputCache | None = None,
-    dataset_fingerprint: str | None = None,
-    workers: int | None = None,
-    time_limit_s: float = 60.0,
-    memory_limit_mb: int | None = 2048,
-    check: bool = True,
-    allowed_imports: set[str] | None = None,
-    progress: bool = True,
-) -> ApplyResult:
-    """Run every program on every input in the sandbox and build the label matrix.
-
-    Args:
-        programs: :class:`Program` objects (plain source strings are wrapped).
-        inputs: one entry per row, exactly what the program function receives (a str, or a read-only
-            row object for several input columns).
-        label_space: normalises outputs (see :class:`LabelSpace`).
-        cache: an :class:`OutputCache`; hits skip the run, ``ok`` runs are stored.
-        dataset_fingerprint: identifies ``inputs`` for the cache; computed from them when omitted.
-        workers: concurrent child processes (default: usable CPUs).
-        time_limit_s: wall-clock limit per program run (all rows); past it the child is killed.
-        memory_limit_mb: address space a child may add on top of its size at fork (None: no limit).
-        check: run :func:`check_program` first (``False`` only to test the sandbox on its own).
-        allowed_imports: import allow-list for the check.
-        progress: show a progress bar for runs longer than a second.
-    """
-    if not hasattr(os, "fork"):
-        raise RuntimeError("the program sandbox needs os.fork (Linux or macOS); this platform has none")
-    programs = [p if isinstance(p, Program) else Program(p) for p in programs]
-    inputs = inputs if isinstance(inputs, (list, tuple)) else list(inputs)
-    n, m = len(inputs), len(programs)
-    runs: list[ProgramRun | None] = [None] * m
-    todo = []
-    fingerprint = dataset_fingerprint or fingerprint_inputs(inputs)
-    for j, program in enumerate(programs):
-        if check:
-            result = check_program(program.source, allowed_imports)
-            entry, why = result.entry, "; ".join(result.reasons)
-        else:
-            entry, why = find_entry(program.source)
-        if why:
-            runs[j] = ProgramRun(program, "rejected", why)
-            continue
-        if cache is not None:
-            codes = cache.get(program, fingerprint, label_space, n)
-            if codes is not None:
-                runs[j] = ProgramRun(program, "ok", ok_message(codes), codes, cached=True)
-                continue
-        todo.append((j, entry))
-    if todo:
-        for j, run in _run_in_supervisor(programs, todo, inputs, fingerprint, label_space, time_limit_s,
-                                         memory_limit_mb, workers or _default_workers(), progress):
-            runs[j] = run
-            if cache is not None and run.status == "ok":
-                cache.put(run.program, fingerprint, label_space, run.codes)
-    L = np.full((n, m), ABSTAIN, dtype=np.int8)
-    for j, run in enumerate(runs):
-        if run.status == "ok":
-            L[:, j] = to_label_matrix(run.codes)
-    return ApplyResult(L, runs)
-
-
-def _run_in_supervisor(programs, todo, inputs, fingerprint, label_space, time_limit_s, memory_limit_mb, workers, progress):
-    """Hand the jobs to the supervisor process; yield ``(program index, ProgramRun)`` as they finish."""
-    from tqdm.auto import tqdm
-
-    from .supervisor import shared_supervisor
-
-    jobs = [(programs[j], entry) for j, entry in todo]
-    n = len(inputs)
-    bar = tqdm(total=n * len(jobs), unit="row", delay=1.0, disable=not progress, desc="applying programs", mininterval=0.2)
-
-    def show(done):
-        bar.n = done
-        bar.refresh()
-
-    try:
-        for i, status, message, codes, runtime_s in shared_supervisor().run(
-                fingerprint, inputs, jobs, label_space, time_limit_s, memory_limit_mb, workers, show if progress else None):
-            j = todo[i][0]
-            yield j, ProgramRun(programs[j], status, message, np.frombuffer(codes, np.int8).copy(), runtime_s)
-        show(bar.total)
-    finally:
-        bar.close()
-
-
-def ok_message(codes: np.ndarray, first_fault: str = "", first_invalid: str = "") -> str:
-    n = len(codes)
-    labeled = int(np.count_nonzero(codes >= 0))
-    parts = [f"labeled {labeled}/{n} rows"]
-    for code, what, first in ((FAULT, "faults", first_fault), (INVALID, "invalid outputs", first_invalid)):
-        count = int(np.count_nonzero(codes == code))
-        if count:
-            parts.append(f"{count} {what}" + (f" (first: {first})" if first else ""))
-    return ", ".join(parts)
-
-
 class Sandbox:
     """Forks one child per program and supervises them (see the module docstring).
 
     It runs inside the supervisor process (``supervisor.py``), which holds the rows.
     """
 
-    def __init__(self, inputs, label_space: LabelSpace, time_limit_s: float, memory_limit_mb: int | None):
+    def __init__(self, inputs, label_space: LabelSpace, time_limit_s: float, memory_limit_mb: int | None,
+                 confinement: Confinement | None = None):
         self.inputs = inputs
         self.label_space = label_space
         self.time_limit_s = time_limit_s
         self.memory_limit_mb = memory_limit_mb
+        self.confinement = confinement or Confinement()
         self.n = len(inputs)
 
-    def run(self, jobs: list[tuple[Program, str]], workers: int, on_progress=None):
-        """Yield ``(job index, ProgramRun)`` as children finish; ``on_progress(rows done)`` every 0.1 s."""
+    def run(self, jobs: list[tuple[Program, str]], workers: int, on_progress=None, on_start=None):
+        """Yield ``(job index, ProgramRun)`` as children finish.
+
+        ``on_progress(rows done)`` is called every 0.1 s and ``on_start(job index)`` when a child is
+        forked. When the run ends, any process a program left behind is killed.
+        """
         pending = list(range(len(jobs)))[::-1]
         running: dict[int, tuple] = {}  # pid -> (job index, mmap, start time, pidfd or None)
         finished_rows, last_progress = 0, 0.0
@@ -259,8 +108,10 @@ class Sandbox:
                     siblings = [entry[1] for entry in running.values()]
                     pid = os.fork()
                     if pid == 0:  # child: never returns
-                        _child(mm, siblings, *jobs[j], self.inputs, self.label_space, self.memory_limit_mb)
+                        _child(mm, siblings, *jobs[j], self.inputs, self.label_space, self.memory_limit_mb, self.confinement)
                     running[pid] = (j, mm, time.perf_counter(), _pidfd(pid))
+                    if on_start is not None:
+                        on_start(j)
                 now = time.perf_counter()
                 for pid, (j, mm, start, fd) in list(running.items()):
                     timed_out = now - start > self.time_limit_s
@@ -291,13 +142,24 @@ class Sandbox:
                 mm.close()
                 if fd is not None:
                     os.close(fd)
+            kill_strays()
 
     def _collect(self, program: Program, mm: mmap.mmap, status: int, timed_out: bool, runtime_s: float) -> ProgramRun:
+        """The child's result map, read as untrusted data: state, flags, messages and codes are checked."""
         codes = np.frombuffer(mm, np.int8, self.n, _CODES).copy()
         state, memory_error = mm[0], mm[1]
         first_fault, first_invalid = _read_msg(mm, _FAULT_MSG), _read_msg(mm, _INVALID_MSG)
         mm.close()
         done = _first_not_run(codes)
+        bad = np.flatnonzero((codes < NOT_RUN) | (codes >= self.label_space.k)) if self.n else []
+        if len(bad) or state > _ISOLATION_FAILED or memory_error > 1:
+            where = f" (code {int(codes[bad[0]])} on row {int(bad[0])})" if len(bad) else ""
+            return ProgramRun(program, "crashed", f"the program corrupted its result map{where}; its output is discarded",
+                              np.full(self.n, NOT_RUN, np.int8), runtime_s)
+        if state == _ISOLATION_FAILED:
+            return ProgramRun(program, "crashed", f"not run: {first_fault}", codes, runtime_s)
+        if state == _DONE and done < self.n and not timed_out:
+            return ProgramRun(program, "crashed", f"the program claimed to finish but row {done} never ran", codes, runtime_s)
         if timed_out:
             return ProgramRun(program, "timeout", f"exceeded the {self.time_limit_s:g} s time limit after {done}/{self.n} rows", codes, runtime_s)
         if os.WIFSIGNALED(status):
@@ -344,7 +206,10 @@ def _rows_done(mm: mmap.mmap, n: int) -> int:
 
 
 def _read_msg(mm: mmap.mmap, offset: int) -> str:
-    return mm[offset:offset + _MSG_LEN].rstrip(b"\0").decode("utf-8", "replace")
+    """A message the child wrote: at most 256 bytes, undecodable bytes replaced, control characters removed."""
+    raw = mm[offset:offset + _MSG_LEN]
+    end = raw.find(b"\0")
+    return clean_message(raw[: end if end >= 0 else _MSG_LEN].decode("utf-8", "replace"))
 
 
 def _write_msg(mm: mmap.mmap, offset: int, text: str) -> None:
@@ -364,15 +229,23 @@ def _describe(value) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _child(mm, siblings, program: Program, entry: str, inputs, label_space: LabelSpace, memory_limit_mb):
+def _child(mm, siblings, program: Program, entry: str, inputs, label_space: LabelSpace, memory_limit_mb,
+           confinement: Confinement):
     """Body of the forked child: isolate, load the program, label every row, ``os._exit``."""
     try:
         faulthandler.disable()
         gc.freeze()  # inherited objects: do not let the child's GC touch (and copy) their pages
         for other in siblings:  # other programs' result maps must not be writable from here
             other.close()
-        _isolate_io()
+        sys.dont_write_bytecode = True
         _limit_resources(memory_limit_mb)
+        _isolate_io(confinement.keep_fds)
+        try:
+            confinement.apply()  # from here on the OS refuses what the program must not do
+        except IsolationError as exc:
+            _write_msg(mm, _FAULT_MSG, str(exc))
+            mm[0] = _ISOLATION_FAILED
+            os._exit(0)
         sys.addaudithook(_audit_hook)
         namespace = {"__name__": f"program_{program.id}"}
         try:
@@ -465,14 +338,14 @@ def _label_rows(fn, inputs, label_space, out, mm):
             _write_msg(mm, offset, text)
 
 
-def _isolate_io() -> None:
-    """Close every inherited fd (sockets, log files, the kernel's channels) and put stdio on /dev/null."""
+def _isolate_io(keep: tuple[int, ...] = ()) -> None:
+    """Close every inherited fd (pipes, pidfds, log files, the kernel's channels) but ``keep``; stdio on /dev/null."""
     try:
         fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
     except OSError:
         fds = range(3, 4096)
     for fd in fds:
-        if fd > 2:
+        if fd > 2 and fd not in keep:
             try:
                 os.close(fd)
             except OSError:

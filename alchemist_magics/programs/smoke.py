@@ -8,7 +8,7 @@ import numpy as np
 from .check import CheckResult
 from .labels import ABSTAIN, FAULT, INVALID, LabelSpace
 from .program import Program
-from .sandbox import apply_programs
+from .apply import apply_programs
 
 
 def smoke_test(program: Program | str, sample_inputs: Sequence, label_space: LabelSpace, **apply_kwargs) -> CheckResult:

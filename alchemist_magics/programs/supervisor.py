@@ -6,54 +6,55 @@ kernel). So the kernel starts one lean interpreter (stdlib, numpy and this packa
 the rows once, keyed by their content fingerprint, and that process forks one child per program
 as :class:`~alchemist_magics.programs.sandbox.Sandbox` describes; each fork costs ~1 ms there. Rows
 stay in the supervisor for later runs (the most recent few sets), so re-applying an edited program
-sends nothing but its source. The supervisor also starts with a scrubbed environment (no API keys
-for a program to find) and in its own session (a Ctrl-C in a terminal does not kill it).
+sends nothing but its source. The supervisor starts with a scrubbed environment (no API keys for a
+program to find), in its own session (a Ctrl-C in a terminal does not kill it) and, where the OS
+allows, in new user, pid, network and IPC namespaces: it is then pid 1 of its namespace, which no
+program child can signal, and when it dies the OS kills every process a program could have left.
 
-Protocol: length-prefixed pickles over the supervisor's stdin/stdout. Kernel to supervisor:
-``("inputs", key, rows)``, ``("drop", key)``, ``("run", key, jobs, label_space, time_limit_s,
-memory_limit_mb, workers, progress)``. Supervisor to kernel, per run: any number of
-``("progress", rows_done)``, one ``("result", j, status, message, codes, runtime_s)`` per job, then
-``("done",)`` or ``("error", message)``.
+Protocol: the frames of ``frames.py`` over the supervisor's stdin/stdout, never pickle. Kernel to
+supervisor: ``INPUTS`` (key + rows), ``DROP`` (key), ``RUN`` (key, jobs as plain source/name/entry,
+the label space as class names and aliases, limits). Supervisor to kernel: one ``HELLO`` (the
+isolation report of its start-up probe), then per run any number of ``START``/``PROGRESS``, one
+``RESULT`` per job and ``DONE`` or ``ERROR``. The kernel validates every frame (``frames.py``) and
+treats a malformed one like a dead supervisor.
 """
 from __future__ import annotations
 
 import atexit
 import os
-import pickle
+import select
 import signal
-import struct
 import subprocess
 import sys
 from collections import OrderedDict
 from pathlib import Path
 
-_HEADER = struct.Struct("<Q")
+from . import frames
+from .frames import ProtocolError
+from .isolation import become_subreaper, die_with_parent, prepare, probe, unshare_namespaces
+from .labels import LabelSpace
+from .program import Program
+from .rows import make_row_type
+from .sandbox import Sandbox
+
 KEEP_INPUT_SETS = 4  # row sets kept in the supervisor (train, dev, test and a smoke sample)
+START_TIMEOUT_S = 60.0
 # what the supervisor's environment keeps from the kernel's: locale and thread settings only
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_KERNEL_LIMITS = {frames.INPUTS: frames.MAX_INPUTS, frames.DROP: frames.MAX_CONTROL, frames.RUN: frames.MAX_INPUTS}
 
 
 class SupervisorDied(RuntimeError):
-    """The supervisor process ended in the middle of a request."""
+    """The supervisor process ended (or broke the protocol) in the middle of a request.
 
+    ``running``: the job indices it had started and not reported; ``reported``: those it reported.
+    """
 
-def _send(stream, message) -> None:
-    data = pickle.dumps(message, protocol=5)
-    stream.write(_HEADER.pack(len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def _receive(stream):
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)
+    def __init__(self, message: str, running: set[int] | None = None, reported: set[int] | None = None):
+        super().__init__(message)
+        self.running = set(running or ())
+        self.reported = set(reported or ())
 
 
 class Supervisor:
@@ -62,6 +63,7 @@ class Supervisor:
     def __init__(self):
         self.process: subprocess.Popen | None = None
         self.loaded: OrderedDict[str, None] = OrderedDict()
+        self.report: dict | None = None  # the isolation report of the running supervisor
 
     def _start(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
@@ -71,6 +73,18 @@ class Supervisor:
             [sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, cwd="/", close_fds=True, start_new_session=True)
         self.loaded.clear()
+        try:
+            ready, _, _ = select.select([self.process.stdout], [], [], START_TIMEOUT_S)
+            if not ready:
+                raise ProtocolError(f"no answer within {START_TIMEOUT_S:g} s")
+            kind, payload = frames.read_frame(self.process.stdout, {frames.HELLO: frames.MAX_CONTROL})
+            report = frames.load_json(payload)
+            if not isinstance(report, dict) or report.get("isolation") not in ("os", "audit-hook only"):
+                raise ProtocolError("malformed isolation report")
+        except (EOFError, ProtocolError, OSError) as exc:
+            self._kill()
+            raise SupervisorDied(f"the sandbox supervisor did not start ({exc or type(exc).__name__})") from None
+        self.report = report
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -86,64 +100,95 @@ class Supervisor:
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
+        finally:
+            process.stdout.close()
 
-    def run(self, key: str, inputs, jobs, label_space, time_limit_s, memory_limit_mb, workers, on_progress=None):
-        """Yield ``(job index, status, message, codes bytes, runtime_s)`` as the supervisor reports them.
-
-        Retries once on a fresh supervisor if the process died before reporting anything.
-        """
-        for attempt in (0, 1):
-            reported = False
-            try:
-                for item in self._run_once(key, inputs, jobs, label_space, time_limit_s, memory_limit_mb, workers, on_progress):
-                    reported = True
-                    yield item
-                return
-            except SupervisorDied:
-                if reported or attempt:
-                    raise
-
-    def _run_once(self, key, inputs, jobs, label_space, time_limit_s, memory_limit_mb, workers, on_progress):
+    def ensure_started(self) -> dict:
+        """Start the supervisor if needed; its isolation report."""
         if not self.alive():
             self._start()
+        return self.report
+
+    def run(self, key: str, inputs, jobs, label_space: LabelSpace, time_limit_s, memory_limit_mb, workers, on_progress=None):
+        """Yield ``(job index, status, message, codes, runtime_s)`` as the supervisor reports them (all validated).
+
+        Raises :class:`SupervisorDied` (with the jobs that were running) if the process dies or
+        sends anything malformed; it is killed then, and the next call starts a fresh one.
+        """
+        self.ensure_started()
         stdin, stdout = self.process.stdin, self.process.stdout
+        n, k = len(inputs), label_space.k
+        running: set[int] = set()
+        reported: set[int] = set()
+        limits = {frames.START: 4, frames.PROGRESS: 8, frames.RESULT: frames.result_limit(n),
+                  frames.DONE: 0, frames.ERROR: frames.MAX_CONTROL}
         try:
             if key in self.loaded:
                 self.loaded.move_to_end(key)
             else:
                 while len(self.loaded) >= KEEP_INPUT_SETS:
-                    _send(stdin, ("drop", self.loaded.popitem(last=False)[0]))
-                _send(stdin, ("inputs", key, inputs))
+                    frames.write_frame(stdin, frames.DROP, frames.dump_json(self.loaded.popitem(last=False)[0]))
+                frames.write_frame(stdin, frames.INPUTS, _inputs_payload(key, inputs))
                 self.loaded[key] = None
-            _send(stdin, ("run", key, jobs, label_space, time_limit_s, memory_limit_mb, workers, on_progress is not None))
+            request = {"key": key, "jobs": [[p.source, p.name, entry] for p, entry in jobs],
+                       "classes": label_space.classes, "aliases": label_space.aliases,
+                       "time_limit_s": float(time_limit_s), "memory_limit_mb": memory_limit_mb,
+                       "workers": int(workers), "progress": on_progress is not None}
+            frames.write_frame(stdin, frames.RUN, frames.dump_json(request))
             while True:
-                message = _receive(stdout)
-                kind = message[0]
-                if kind == "progress":
-                    on_progress(message[1])
-                elif kind == "result":
-                    yield message[1:]
-                elif kind == "done":
+                kind, payload = frames.read_frame(stdout, limits)
+                if kind == frames.PROGRESS:
+                    if on_progress is not None:
+                        on_progress(min(frames.parse_u64(payload), n * len(jobs)))
+                elif kind == frames.START:
+                    j = frames.parse_u32(payload)
+                    if j >= len(jobs) or j in running or j in reported:
+                        raise ProtocolError(f"unexpected start of job {j}")
+                    running.add(j)
+                elif kind == frames.RESULT:
+                    j, status, message, codes, runtime_s = frames.parse_result(payload, len(jobs), n, k)
+                    if j not in running:
+                        raise ProtocolError(f"result for job {j}, which was not running")
+                    running.discard(j)
+                    reported.add(j)
+                    yield j, status, message, codes, runtime_s
+                elif kind == frames.DONE:
+                    if len(reported) != len(jobs):
+                        raise ProtocolError(f"done after {len(reported)} of {len(jobs)} results")
                     return
                 else:
-                    raise RuntimeError(f"sandbox supervisor: {message[1]}")
-        except (EOFError, BrokenPipeError) as exc:
-            code = self.process.wait()
-            self.process = None
-            raise SupervisorDied(f"the sandbox supervisor process ended unexpectedly (exit code {code})") from exc
+                    raise RuntimeError(f"sandbox supervisor: {frames.clean_message(payload.decode('utf-8', 'replace'))}")
+        except (EOFError, OSError, ProtocolError) as exc:
+            code = self._kill()
+            why = f"protocol violation: {exc}" if isinstance(exc, ProtocolError) else f"exit code {code}"
+            raise SupervisorDied(f"the sandbox supervisor process ended unexpectedly ({why})", running, reported) from None
         except BaseException:  # interrupted: its children must stop now, and its state is unknown
             self._kill()
             raise
 
-    def _kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGTERM)  # it kills its children, then exits
+    def _kill(self) -> int | None:
+        process, self.process = self.process, None
+        self.loaded.clear()
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # it kills its children, then exits
             try:
-                self.process.wait(timeout=5)
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+                process.kill()
+                process.wait()
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        return process.returncode
+
+
+def _inputs_payload(key: str, inputs) -> bytes:
+    rows = frames.encode_rows(inputs)  # b'{"texts":[...]}' or b'{"columns":...,"rows":...}'
+    return b'{"key":' + frames.dump_json(key) + b"," + rows[1:]
 
 
 _shared: Supervisor | None = None
@@ -158,18 +203,10 @@ def shared_supervisor() -> Supervisor:
     return _shared
 
 
+# -- the supervisor process ------------------------------------------------------------------------------
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # unwinds Sandbox.run, whose cleanup kills the running children
-
-
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the kernel dies (e.g. a Dask worker killed mid-run), not only EOF later."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: EOF on stdin still ends the supervisor
-        pass
 
 
 def serve(kernel_pid: int) -> None:
@@ -181,33 +218,81 @@ def serve(kernel_pid: int) -> None:
 
 
 def _serve(kernel_pid: int) -> None:
-    from .sandbox import Sandbox
-
-    signal.signal(signal.SIGTERM, _terminate)
-    _die_with_parent()
-    if os.getppid() != kernel_pid:  # the kernel died before the signal was armed
-        return
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing may write into the protocol stream by accident
+    confinement = prepare()  # before the namespaces: the ruleset names files as this machine sees them
+    namespaces = unshare_namespaces()
+    signal.signal(signal.SIGTERM, _terminate)
+    die_with_parent(signal.SIGTERM)  # after unshare: a change of credentials clears it
+    if os.getppid() != kernel_pid:  # the kernel died before the signal was armed
+        return
+    if namespaces["pid"]:
+        _enter_pid_namespace()
+    else:
+        become_subreaper()
+    report = probe(confinement, namespaces)
+    frames.write_frame(stdout, frames.HELLO, frames.dump_json(report))
     rows: dict[str, list] = {}
     while True:
         try:
-            message = _receive(stdin)
-        except EOFError:
+            kind, payload = frames.read_frame(stdin, _KERNEL_LIMITS)
+        except (EOFError, ProtocolError):
             return
-        kind = message[0]
-        if kind == "inputs":
-            rows[message[1]] = message[2]
-        elif kind == "drop":
-            rows.pop(message[1], None)
-        elif kind == "run":
-            key, jobs, label_space, time_limit_s, memory_limit_mb, workers, progress = message[1:]
-            sandbox = Sandbox(rows[key], label_space, time_limit_s, memory_limit_mb)
-            report = (lambda done: _send(stdout, ("progress", done))) if progress else None
-            try:
-                for j, run in sandbox.run(jobs, workers, report):
-                    _send(stdout, ("result", j, run.status, run.message, run.codes.tobytes(), run.runtime_s))
-            except Exception as exc:  # a bug of ours, not the program's: tell the kernel, keep serving
-                _send(stdout, ("error", f"{type(exc).__name__}: {exc}"))
-                continue
-            _send(stdout, ("done",))
+        message = frames.load_json(payload)
+        if kind == frames.INPUTS:
+            rows[message["key"]] = frames.decode_rows(message, make_row_type)
+        elif kind == frames.DROP:
+            rows.pop(message, None)
+        elif kind == frames.RUN:
+            _run(message, rows, confinement, stdout)
+
+
+def _run(request: dict, rows: dict, confinement, stdout) -> None:
+    try:
+        jobs = [(Program(source, name=name), entry) for source, name, entry in request["jobs"]]
+        label_space = LabelSpace(request["classes"], request["aliases"])
+        sandbox = Sandbox(rows[request["key"]], label_space, request["time_limit_s"], request["memory_limit_mb"], confinement)
+        report = (lambda done: frames.write_frame(stdout, frames.PROGRESS, frames.encode_u64(done))) if request["progress"] else None
+        start = lambda j: frames.write_frame(stdout, frames.START, frames.encode_u32(j))  # noqa: E731
+        for j, run in sandbox.run(jobs, request["workers"], report, start):
+            frames.write_frame(stdout, frames.RESULT, frames.encode_result(j, run.status, run.message, run.codes, run.runtime_s))
+    except Exception as exc:  # a bug of ours, not the program's: tell the kernel, keep serving
+        frames.write_frame(stdout, frames.ERROR, f"{type(exc).__name__}: {exc}"[:1000].encode("utf-8", "replace"))
+        return
+    frames.write_frame(stdout, frames.DONE)
+
+
+def _enter_pid_namespace() -> None:
+    """Fork the real supervisor as pid 1 of the new pid namespace; this process only relays its death.
+
+    The outer process keeps the kernel's SIGTERM (and its own death) meaning: it SIGKILLs pid 1,
+    and the OS then kills every process of the namespace. Returns only in the inner process.
+    """
+    outer = os.getpid()
+    inner = os.fork()
+    if inner == 0:
+        die_with_parent(signal.SIGKILL)
+        if os.getppid() != outer:
+            os._exit(0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pid 1: ignored unless sent from outside the namespace
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):  # only the inner process speaks the protocol
+        os.dup2(null, fd)
+
+    def relay(signum, frame):
+        try:
+            os.kill(inner, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, relay)
+    while True:
+        try:
+            _, status = os.waitpid(inner, 0)
+            break
+        except InterruptedError:
+            continue
+        except KeyboardInterrupt:
+            relay(None, None)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 1)

@@ -22,7 +22,7 @@ from ..programs.cache import OutputCache, fingerprint_inputs
 from ..programs.check import check_program
 from ..programs.labels import ABSTAIN, FAULT, INVALID, NOT_RUN, LabelSpace, to_label_matrix
 from ..programs.program import Program
-from ..programs.sandbox import ApplyResult, ProgramRun, ok_message, apply_programs
+from ..programs import ApplyResult, ProgramRun, apply_programs, ok_message
 from .client import resolve_client
 from .partitions import Partition, split_rows
 

@@ -1,0 +1,155 @@
+"""Kernel-side program application: static check, output cache, dispatch to the sandbox's supervisor.
+
+The kernel never runs a program itself. What comes back from the supervisor has been validated
+frame by frame (``frames.py``); a supervisor that dies or breaks the protocol costs the programs
+that were running at that moment a ``crashed`` status, and the others run on a fresh supervisor.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from .cache import OutputCache, fingerprint_inputs
+from .check import check_program, find_entry
+from .isolation import isolation_report, warn_once
+from .labels import ABSTAIN, NOT_RUN, LabelSpace, to_label_matrix
+from .program import Program
+from .results import ApplyResult, ProgramRun, ok_message
+from .supervisor import SupervisorDied, shared_supervisor
+
+MAX_SUPERVISOR_DEATHS = 3  # deaths in a row with no program running before apply() gives up
+
+
+def default_workers() -> int:
+    """Concurrent program children by default: the CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def apply_programs(
+    programs: Sequence[Program | str],
+    inputs: Sequence,
+    label_space: LabelSpace,
+    *,
+    cache: OutputCache | None = None,
+    dataset_fingerprint: str | None = None,
+    workers: int | None = None,
+    time_limit_s: float = 60.0,
+    memory_limit_mb: int | None = 2048,
+    check: bool = True,
+    allowed_imports: set[str] | None = None,
+    progress: bool = True,
+) -> ApplyResult:
+    """Run every program on every input in the sandbox and build the label matrix.
+
+    Args:
+        programs: :class:`Program` objects (plain source strings are wrapped).
+        inputs: one entry per row, exactly what the program function receives (a str, or a read-only
+            row object for several input columns).
+        label_space: normalises outputs (see :class:`LabelSpace`).
+        cache: an :class:`OutputCache`; hits skip the run, ``ok`` runs are stored.
+        dataset_fingerprint: identifies ``inputs`` for the cache; computed from them when omitted.
+        workers: concurrent child processes (default: usable CPUs).
+        time_limit_s: wall-clock limit per program run (all rows); past it the child is killed.
+        memory_limit_mb: address space a child may add on top of its size at fork (None: no limit).
+        check: run :func:`check_program` first (``False`` only to test the sandbox on its own).
+        allowed_imports: import allow-list for the check.
+        progress: show a progress bar for runs longer than a second.
+
+    The result's ``isolation`` says which layers contained the programs (see docs/security.md).
+    """
+    if not hasattr(os, "fork"):
+        raise RuntimeError("the program sandbox needs os.fork (Linux or macOS); this platform has none")
+    programs = [p if isinstance(p, Program) else Program(p) for p in programs]
+    inputs = inputs if isinstance(inputs, (list, tuple)) else list(inputs)
+    n, m = len(inputs), len(programs)
+    runs: list[ProgramRun | None] = [None] * m
+    todo = []
+    fingerprint = dataset_fingerprint or fingerprint_inputs(inputs)
+    for j, program in enumerate(programs):
+        if check:
+            result = check_program(program.source, allowed_imports)
+            entry, why = result.entry, "; ".join(result.reasons)
+        else:
+            entry, why = find_entry(program.source)
+        if why:
+            runs[j] = ProgramRun(program, "rejected", why)
+            continue
+        if cache is not None:
+            codes = cache.get(program, fingerprint, label_space, n)
+            if codes is not None:
+                runs[j] = ProgramRun(program, "ok", ok_message(codes), codes, cached=True)
+                continue
+        todo.append((j, entry))
+    report = None
+    if todo:
+        report = _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s,
+                                    memory_limit_mb, workers or default_workers(), progress)
+        if cache is not None:
+            for j, _ in todo:
+                if runs[j].status == "ok":
+                    cache.put(runs[j].program, fingerprint, label_space, runs[j].codes)
+    report = report or shared_supervisor().report or _local_report()
+    warn_once(report)
+    L = np.full((n, m), ABSTAIN, dtype=np.int8)
+    for j, run in enumerate(runs):
+        if run.status == "ok":
+            L[:, j] = to_label_matrix(run.codes)
+    return ApplyResult(L, runs, isolation=report["isolation"], layers=dict(report))
+
+
+_report_cache: dict = {}
+
+
+def _local_report() -> dict:
+    """The isolation this process's supervisor would get (probed once), when nothing ran in this call."""
+    if not _report_cache:
+        _report_cache.update(isolation_report())
+    return _report_cache
+
+
+def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s, memory_limit_mb,
+                       workers, progress) -> dict:
+    """Hand the jobs to the supervisor; fill ``runs``; the isolation report of the supervisor that ran them."""
+    from tqdm.auto import tqdm
+
+    n = len(inputs)
+    bar = tqdm(total=n * len(todo), unit="row", delay=1.0, disable=not progress, desc="applying programs", mininterval=0.2)
+    supervisor = shared_supervisor()
+    remaining = list(todo)  # (program index, entry)
+    deaths, report, finished = 0, None, 0
+
+    def show(done):
+        bar.n = finished * n + done
+        bar.refresh()
+
+    try:
+        while remaining:
+            jobs = [(programs[j], entry) for j, entry in remaining]
+            try:
+                report = supervisor.ensure_started()
+                for i, status, message, codes, runtime_s in supervisor.run(
+                        fingerprint, inputs, jobs, label_space, time_limit_s, memory_limit_mb, workers,
+                        show if progress else None):
+                    j = remaining[i][0]
+                    runs[j] = ProgramRun(programs[j], status, message, codes, runtime_s)
+                remaining = []
+            except SupervisorDied as died:
+                for i in died.running:  # the programs running at that moment: a counted fault each
+                    j = remaining[i][0]
+                    runs[j] = ProgramRun(programs[j], "crashed", f"the sandbox supervisor died while this program ran ({died})",
+                                         np.full(n, NOT_RUN, np.int8))
+                done = died.running | died.reported
+                finished += len(done)
+                remaining = [job for i, job in enumerate(remaining) if i not in done]
+                deaths = 0 if died.running else deaths + 1
+                if deaths >= MAX_SUPERVISOR_DEATHS:
+                    raise
+        show(0)
+    finally:
+        bar.close()
+    return report
