@@ -71,9 +71,11 @@ def test_cache_reapplies_only_edited_programs(tmp_path):
     # another dataset or label space misses; a damaged file is a miss, not a crash
     other = apply_programs(PROGRAMS[:1], TEXTS[:7], LS, cache=cache, progress=False)
     assert not other.runs[0].cached
-    for path in (tmp_path / "cache").glob("*.npy"):
+    for path in (tmp_path / "cache").glob("*.codes"):
         path.write_bytes(b"garbage")
-    assert not apply_programs(PROGRAMS[:1], TEXTS, LS, cache=cache, progress=False).runs[0].cached
+    with pytest.warns(RuntimeWarning, match="integrity check"):
+        assert not apply_programs(PROGRAMS[:1], TEXTS, LS, cache=cache, progress=False).runs[0].cached
+    assert cache.corrupt == 1
     assert not list((tmp_path / "cache").glob("*.tmp"))
 
 
@@ -175,3 +177,108 @@ def test_supervisor_ends_when_its_kernel_dies(tmp_path):
                 return
         time.sleep(0.05)
     pytest.fail("the supervisor outlived its kernel")
+
+
+# -- integrity of what is persisted ----------------------------------------------------------------------
+
+def _entry(cache, program, fingerprint):
+    return cache.directory / f"{cache._key(program, fingerprint, LS)}.codes"
+
+
+def test_cache_entries_are_bound_to_their_key_and_content(tmp_path):
+    import warnings
+
+    cache = OutputCache(tmp_path / "c")
+    fp = fingerprint_inputs(TEXTS)
+    a, b = PROGRAMS[0], PROGRAMS[2]
+    codes_a = apply_programs([a], TEXTS, LS, cache=cache, progress=False).runs[0].codes
+    apply_programs([b], TEXTS, LS, cache=cache, progress=False)
+    assert np.array_equal(cache.get(a, fp, LS, len(TEXTS)), codes_a) and cache.corrupt == 0
+    path_a, path_b = _entry(cache, a, fp), _entry(cache, b, fp)
+    good_a = path_a.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        path_a.write_bytes(path_b.read_bytes())  # another key's (valid) entry copied over
+        assert cache.get(a, fp, LS, len(TEXTS)) is None
+        forged = bytearray(good_a)
+        forged[-1] = 1 if forged[-1] != 1 else 0  # one code changed, hash not updated
+        path_a.write_bytes(bytes(forged))
+        assert cache.get(a, fp, LS, len(TEXTS)) is None
+        path_a.write_bytes(b"")  # empty
+        assert cache.get(a, fp, LS, len(TEXTS)) is None
+        path_a.unlink()
+        (tmp_path / "elsewhere.codes").write_bytes(good_a)
+        path_a.symlink_to(tmp_path / "elsewhere.codes")  # a symlink to a valid entry: never followed
+        assert cache.get(a, fp, LS, len(TEXTS)) is None
+    assert cache.corrupt == 4
+    path_a.unlink()
+    assert cache.get(a, fp, LS, len(TEXTS)) is None and cache.corrupt == 4  # plain miss: not corrupt
+
+
+def test_out_of_range_codes_in_a_cache_entry_are_refused(tmp_path):
+    import hashlib
+    import struct
+    import warnings
+
+    cache = OutputCache(tmp_path)
+    fp = fingerprint_inputs(TEXTS)
+    key = cache._key(PROGRAMS[0], fp, LS)
+    body = bytes([57]) * len(TEXTS)  # hash and key right, codes out of range
+    header = struct.pack("<8s32s32sQ", b"ALCODES1", key.encode(), hashlib.sha256(body).digest(), len(body))
+    (tmp_path / f"{key}.codes").write_bytes(header + body)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert cache.get(PROGRAMS[0], fp, LS, len(TEXTS)) is None and cache.corrupt == 1
+
+
+def test_llm_response_cache_verifies_entries(tmp_path):
+    import hashlib
+    import json
+    import warnings
+
+    from alchemist_magics.llm import ResponseCache
+
+    cache = ResponseCache(tmp_path)
+    k1, k2 = hashlib.sha256(b"1").hexdigest(), hashlib.sha256(b"2").hexdigest()
+    cache.put(k1, {"text": "def f(x):\n    return 1\n"})
+    cache.put(k2, {"text": "other"})
+    assert cache.get(k1) == {"text": "def f(x):\n    return 1\n"} and cache.corrupt == 0
+    p1, p2 = cache._path(k1), cache._path(k2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        record = json.loads(p1.read_text())
+        record["entry"]["text"] = "import os"  # forged text, hash not updated
+        p1.write_text(json.dumps(record))
+        assert cache.get(k1) is None
+        p1.write_text(p2.read_text())  # another key's entry
+        assert cache.get(k1) is None
+        p1.unlink()
+        p1.symlink_to(p2)
+        assert cache.get(k1) is None
+        assert cache.get(hashlib.sha256(b"3").hexdigest()) is None  # a plain miss
+    assert cache.corrupt == 3
+    with pytest.raises(ValueError):
+        cache.get("../../etc/passwd")
+
+
+def test_program_store_refuses_sources_that_do_not_match_their_id(tmp_path):
+    import warnings
+
+    from alchemist_magics.llm import ProgramStore
+
+    store = ProgramStore("t", tmp_path)
+    programs = [Program("def a(x):\n    return 1"), Program("def b(x):\n    return 0\n\n\n")]  # exact sources kept
+    for program in programs:
+        store.save(program)
+    loaded = store.load()
+    assert [p.id for p in loaded] == [p.id for p in programs] and [p.source for p in loaded] == [p.source for p in programs]
+    (store.folder / "programs" / f"{programs[0].id}.py").write_text("import os\ndef a(x):\n    return 1\n")
+    target = store.folder / "programs" / f"{programs[1].id}.py"
+    (tmp_path / "outside.py").write_text(programs[1].source)
+    target.unlink()
+    target.symlink_to(tmp_path / "outside.py")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store.load() == []
+    text = " ".join(str(w.message) for w in caught)
+    assert "no longer matches its id" in text and "unreadable" in text

@@ -2,13 +2,20 @@
 
 Only successful, validated replies are stored; errors are never cached, so a failed request is
 retried on the next run while a good one is never paid for twice.
+
+Each file is bound to its key: ``{"key", "sha256", "entry"}`` where ``sha256`` hashes the entry's
+canonical JSON; both are checked on read, files are read only when they are regular files reached
+without a symlink, and writes are fsync'd before the rename. A damaged, foreign or tampered file is
+a miss, counted in :attr:`ResponseCache.corrupt`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 import tempfile
+import warnings
 from pathlib import Path
 
 
@@ -26,10 +33,48 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+MAX_ENTRY_BYTES = 64 * 2**20
+
+
+def read_regular_text(path: Path, limit: int = MAX_ENTRY_BYTES) -> str | None:
+    """The UTF-8 text of ``path`` if it is a regular file, reached without following a symlink, of at most
+    ``limit`` bytes; ``None`` when it does not exist. Raises ``ValueError`` for anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be opened safely ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path} is larger than {limit} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
+def _digest(entry) -> str:
+    return hashlib.sha256(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ResponseCache:
@@ -37,19 +82,35 @@ class ResponseCache:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
+        self.corrupt = 0  # entries that failed their integrity check (each one a miss)
 
     def _path(self, key: str) -> Path:
+        if not (len(key) == 64 and all(c in "0123456789abcdef" for c in key)):
+            raise ValueError(f"cache keys are sha256 hex digests, got {key[:80]!r}")
         return self.folder / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict | None:
-        """The stored entry, or None (a missing or unreadable file is a miss, never a crash)."""
+        """The stored entry, or None (missing, or failing its integrity check: a counted miss, never a crash)."""
+        path = self._path(key)
         try:
-            return json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = read_regular_text(path)
+            if text is None:
+                return None
+            record = json.loads(text)
+            if not (isinstance(record, dict) and record.get("key") == key and isinstance(record.get("entry"), dict)
+                    and record.get("sha256") == _digest(record["entry"])):
+                raise ValueError("entry does not match its key or its hash")
+            return record["entry"]
+        except (OSError, ValueError, RecursionError, UnicodeError):
+            self.corrupt += 1
+            if self.corrupt == 1:
+                warnings.warn(f"LLM response cache {self.folder}: an entry failed its integrity check and is "
+                              "treated as a miss (counted in ResponseCache.corrupt)", RuntimeWarning, stacklevel=2)
             return None
 
     def put(self, key: str, entry: dict) -> None:
-        atomic_write_text(self._path(key), json.dumps(entry, ensure_ascii=False))
+        record = {"key": key, "sha256": _digest(entry), "entry": entry}
+        atomic_write_text(self._path(key), json.dumps(record, ensure_ascii=False))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.folder.glob("*/*.json"))

@@ -1,23 +1,27 @@
 """On-disk cache of program outputs, keyed by (program source, dataset, label space).
 
 Only complete, successful runs are stored (a timeout or memory failure can depend on machine load).
-Values are the raw per-row int8 codes, one ``.npy`` file per key, written atomically.
+Values are the raw per-row int8 codes, one ``<key>.codes`` file per key (a header binding it to its
+key and the codes' sha256, then the codes), fsync'd and renamed into place.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import struct
 import tempfile
+import warnings
 from array import array
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .labels import LabelSpace
+from .labels import FAULT, LabelSpace
 from .program import Program, source_hash
 
-_VERSION = "1"  # bump when the meaning of stored codes changes
+_VERSION = "2"  # bump when the meaning of stored codes changes
 
 
 def fingerprint_inputs(inputs: Sequence) -> str:
@@ -35,43 +39,109 @@ def fingerprint_inputs(inputs: Sequence) -> str:
     return h.hexdigest()[:32]
 
 
+_MAGIC = b"ALCODES1"
+_HEADER = struct.Struct("<8s32s32sQ")  # magic, key (hex), sha256 of the codes, number of rows
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file (never through a symlink) of at most ``limit`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:  # a symlink (ELOOP), a fifo we may not open, permissions: not an entry of ours
+        return b""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return b""
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync'd, then ``os.replace``: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # the rename itself survives a crash once the folder is synced
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
 class OutputCache:
     """Per-row outcome codes of programs, stored under ``directory`` (created when missing).
 
     ``get``/``put`` take the program, a dataset fingerprint (see :func:`fingerprint_inputs`) and the
     label space; editing a program changes its source hash, so only that program is re-run.
+
+    Each entry is bound to its key: the file holds the key and a sha256 of the codes, both checked
+    on read, and is read only if it is a regular file reached without a symlink. A damaged, empty,
+    foreign or tampered entry is a miss, counted in :attr:`corrupt` (and warned about once).
     """
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.corrupt = 0
 
-    def _path(self, program: Program, fingerprint: str, label_space: LabelSpace) -> Path:
+    def _key(self, program: Program, fingerprint: str, label_space: LabelSpace) -> str:
         key = "\0".join([_VERSION, source_hash(program.source), fingerprint, label_space.signature])
-        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.codes"
 
     def get(self, program: Program, fingerprint: str, label_space: LabelSpace, n_rows: int) -> np.ndarray | None:
-        """The stored codes, or None on a miss (a damaged or mismatched file counts as a miss)."""
-        path = self._path(program, fingerprint, label_space)
-        try:
-            codes = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+        """The stored codes, or None on a miss (a damaged or mismatched file counts as a corrupt miss)."""
+        key = self._key(program, fingerprint, label_space)
+        data = _read_regular(self._path(key), _HEADER.size + n_rows)
+        if data is None:
             return None
-        if codes.dtype != np.int8 or codes.shape != (n_rows,):
+        codes = self._verify(data, key, n_rows, label_space.k)
+        if codes is None:
+            self.corrupt += 1
+            if self.corrupt == 1:
+                warnings.warn(f"output cache {self.directory}: an entry failed its integrity check and is re-run "
+                              "(counted in OutputCache.corrupt)", RuntimeWarning, stacklevel=3)
+        return codes
+
+    @staticmethod
+    def _verify(data: bytes, key: str, n_rows: int, k: int) -> np.ndarray | None:
+        if len(data) != _HEADER.size + n_rows:
+            return None
+        magic, stored_key, digest, n = _HEADER.unpack_from(data)
+        body = data[_HEADER.size:]
+        if magic != _MAGIC or stored_key != key.encode() or n != n_rows or hashlib.sha256(body).digest() != digest:
+            return None
+        codes = np.frombuffer(body, np.int8).copy()
+        if n_rows and (codes.min() < FAULT or codes.max() >= k):  # an ok run: every row ran, codes in range
             return None
         return codes
 
     def put(self, program: Program, fingerprint: str, label_space: LabelSpace, codes: np.ndarray) -> None:
-        """Store codes atomically (temp file in the same directory, then ``os.replace``)."""
-        path = self._path(program, fingerprint, label_space)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.asarray(codes, dtype=np.int8), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        """Store codes atomically (fsync'd temp file in the same directory, then ``os.replace``)."""
+        key = self._key(program, fingerprint, label_space)
+        body = np.ascontiguousarray(codes, dtype=np.int8).tobytes()
+        header = _HEADER.pack(_MAGIC, key.encode(), hashlib.sha256(body).digest(), len(body))
+        atomic_write_bytes(self._path(key), header + body)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.directory.glob("*.npy"))
+        return sum(1 for _ in self.directory.glob("*.codes"))

@@ -69,6 +69,34 @@ def entry_candidates(tree: ast.Module) -> list[str]:
     return [name for name in functions if name not in helpers]
 
 
+MAX_SOURCE_CHARS = 100_000  # a labeling program is a page of code; anything far larger is refused unread
+
+
+def _never_raises(reject):
+    """The check never raises: deep nesting (RecursionError), huge or odd sources become a clear rejection.
+
+    ``reject(reason)`` builds the function's "rejected" return value.
+    """
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(source, *args, **kwargs):
+            if not isinstance(source, str):
+                return reject(f"a program's source must be a str, not {type(source).__name__}")
+            if len(source) > MAX_SOURCE_CHARS:
+                return reject(f"the source is {len(source)} characters; a program may have at most {MAX_SOURCE_CHARS}")
+            try:
+                return fn(source, *args, **kwargs)
+            except (RecursionError, MemoryError):
+                return reject("the source is nested too deeply to check (or to compile); flatten the expression")
+            except (ValueError, SyntaxError, UnicodeError) as exc:
+                return reject(f"the source cannot be parsed ({type(exc).__name__}: {str(exc)[:200]})")
+        return guarded
+    return wrap
+
+
+@_never_raises(lambda reason: (None, reason))
 def find_entry(source: str) -> tuple[str | None, str]:
     """The entry function's name, or ``(None, reason)``; parses only, no security check."""
     try:
@@ -93,6 +121,7 @@ def _check_signature(node: ast.FunctionDef) -> str | None:
     return f"entry function {node.name}() must take exactly one argument (the row's input)"
 
 
+@_never_raises(lambda reason: CheckResult(False, [reason]))
 def check_program(source: str, allowed_imports: frozenset[str] | set[str] | None = None) -> CheckResult:
     """Check that ``source`` is a program we are willing to run.
 
