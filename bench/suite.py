@@ -48,3 +48,114 @@ def text_encoder():
     from alchemist_magics.distill import default_text_encoder
 
     return default_text_encoder(EMBED_CACHE, max_seq_length=MAX_SEQ_LENGTH)
+
+
+# --------------------------------------------------------------------------- one seed of the protocol
+N_LABELED = 100
+
+
+def metrics(y, pred, metric: str) -> dict:
+    """The set's metric, accuracy and macro-F1 (all three, so no table hides a class)."""
+    from alchemist_magics.aggregate.select import score
+
+    out = {"metric": score(y, pred, metric), "accuracy": score(y, pred, "accuracy"),
+           "macro_f1": score(y, pred, "macro_f1")}
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def embeddings(bench, encoder) -> dict:
+    return {split: encoder.transform(getattr(bench, split).texts) for split in ("train", "dev", "test")}
+
+
+def baselines(bench, texts_l, y_l, E_l, E_test, encoder) -> dict:
+    """100-label classifiers on the same rows: TF-IDF + LR, MiniLM + LR (C=10, balanced, fixed up
+    front), and MiniLM zero-shot against the class names (no label used)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from alchemist_magics.synth.concepts import class_phrase
+
+    y_t, metric = bench.test.labels, bench.metric
+    vec = TfidfVectorizer(sublinear_tf=True)
+    lr = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000).fit(vec.fit_transform(texts_l), y_l)
+    out = {"tfidf_lr": metrics(y_t, lr.predict(vec.transform(bench.test.texts)), metric)}
+    if E_l is not None:
+        lr = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000).fit(E_l, y_l)
+        out["minilm_lr"] = metrics(y_t, lr.predict(E_test), metric)
+        names = encoder.transform([class_phrase(c) for c in bench.task.classes])
+        out["zero_shot"] = metrics(y_t, (E_test @ names.T).argmax(axis=1), metric)
+    return out
+
+
+def run_seed(bench, seed: int, encoder, E: dict, *, distill: bool = False, workers: int | None = None) -> dict:
+    """One seed: 100 labeled rows from valid; programs (keyword + concept) from them and the train
+    texts; sandboxed apply; label model chosen on the same 100 rows; test scored. With ``distill``,
+    a student on TF-IDF + MiniLM learns the label model's soft labels on the train rows *and* the
+    100 labeled rows (semi-supervised); no other label is read (no dev rest, no early stopping)."""
+    import time
+
+    from alchemist_magics.aggregate import select_label_model
+    from alchemist_magics.aggregate.guard import compare_with_baselines, crossfit_predictions
+    from alchemist_magics.programs import LabelSpace, apply_programs
+    from alchemist_magics.synth.concepts import synthesize_text_programs
+
+    train, valid, test, task, metric = bench.train, bench.dev, bench.test, bench.task, bench.metric
+    k = len(task.classes)
+    lab = np.random.default_rng(seed).permutation(len(valid))[:N_LABELED]
+    texts_l, y_l = [valid.texts[i] for i in lab], valid.labels[lab]
+    E_l = E["dev"][lab]
+    start = time.perf_counter()
+    res = synthesize_text_programs(task, texts_l, y_l, train.texts, seed=seed, encoder=encoder,
+                                   labeled_embeddings=E_l, unlabeled_embeddings=E["train"], metric=metric)
+    synth_s = time.perf_counter() - start
+    space = LabelSpace(task.classes)
+    L_train, L_lab, L_test = (
+        apply_programs(res.programs, res.concepts.dataset(texts, embeddings=emb).inputs(), space,
+                       progress=False, workers=workers).L
+        for texts, emb in ((train.texts, E["train"]), (texts_l, E_l), (test.texts, E["test"])))
+    apply_s = time.perf_counter() - start - synth_s
+    chosen = select_label_model(L_train, L_lab, y_l, metric=metric, cardinality=k, seed=seed)
+    pred = chosen.model.predict(L_test, uncovered="prior")
+    pipeline_s = time.perf_counter() - start
+    covered = (L_test != -1).any(axis=1)
+    guard = compare_with_baselines(texts_l, y_l, crossfit_predictions(res.heldout_votes, y_l, k), metric=metric,
+                                   embeddings=E_l, seed=seed)
+    run = {"label_model": metrics(test.labels, pred, metric),
+           "majority_vote": metrics(test.labels, chosen.majority.predict(L_test, uncovered="prior"), metric),
+           "coverage": round(float(covered.mean()), 4), "label_model_name": chosen.name,
+           "n_programs": len(res.programs), "n_flagged": len(res.flagged),
+           "concept_programs": sum(p.provenance["stats"]["kind"].startswith("concept_") for p in res.programs),
+           "classes_labeled": len(set(y_l.tolist())),
+           "classes_without_program": [n for n in res.notes if "no kept program" in n],
+           "synth_s": round(synth_s, 2), "apply_s": round(apply_s, 2), "pipeline_s": round(pipeline_s, 2),
+           "guard": guard.to_dict(), **baselines(bench, texts_l, y_l, E_l, E["test"], encoder)}
+    if distill:
+        from alchemist_magics.distill import CombinedFeatures, DistilledModel, TfidfFeatures
+
+        start = time.perf_counter()
+        proba = chosen.model.predict_proba(L_train)
+        cov_train = (L_train != -1).any(axis=1)
+        student = DistilledModel(CombinedFeatures([TfidfFeatures(), encoder]), model="logreg", seed=seed,
+                                 uncovered="ignore", C=10.0)
+        student.fit(train.texts, proba, covered=cov_train, labeled=texts_l, labeled_labels=y_l)
+        run["distilled"] = metrics(test.labels, student.predict(test.texts), metric)
+        run["distill_s"] = round(time.perf_counter() - start, 2)
+    return run
+
+
+def summarise(runs: list[dict]) -> dict:
+    """mean and std over seeds of every metric block, plus the per-seed lists that matter."""
+    out = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict) and isinstance(value.get("metric"), float):
+            out[key] = {m: [round(float(np.mean([r[key][m] for r in runs])), 4),
+                            round(float(np.std([r[key][m] for r in runs])), 4)] for m in value}
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = round(float(np.mean([r[key] for r in runs])), 4)
+    out["guard_pipeline_better"] = [r["guard"]["pipeline_is_better"] for r in runs]
+    out["guard_cv"] = {"pipeline": round(float(np.mean([r["guard"]["pipeline"] for r in runs])), 4),
+                       **{n: round(float(np.mean([r["guard"]["baselines"][n] for r in runs])), 4)
+                          for n in runs[0]["guard"]["baselines"]}}
+    out["label_models"] = [r["label_model_name"] for r in runs]
+    out["seeds_with_class_without_program"] = sum(bool(r["classes_without_program"]) for r in runs)
+    return out

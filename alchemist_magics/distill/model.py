@@ -32,6 +32,8 @@ FORMAT_VERSION = 1
 METRICS = ("accuracy", "f1", "macro_f1")
 UNCOVERED = ("ignore", "prior", "auto")
 _PREDICT_BATCH = 8192
+LABELED_SHARE = 0.5  # semi-supervised fit: the gold-labeled rows' share of the loss
+MAX_REPEAT = 50  # ... reached by repeating each labeled row at most this many times
 
 
 def soft_cross_entropy(logits: torch.Tensor, proba: torch.Tensor) -> torch.Tensor:
@@ -193,9 +195,12 @@ class DistilledModel:
         self.dev_score_: float | None = None
         self.coverage_: float | None = None
         self.uncovered_: str | None = None
+        self.labeled_rows_ = 0  # gold-labeled rows learned besides the soft labels (semi-supervised)
+        self.labeled_repeat_ = 0
 
     # ----------------------------------------------------------------------------------- fitting
-    def fit(self, data, proba, covered=None, dev=None, dev_labels=None) -> "DistilledModel":
+    def fit(self, data, proba, covered=None, dev=None, dev_labels=None, *, labeled=None, labeled_labels=None,
+            labeled_share: float = LABELED_SHARE) -> "DistilledModel":
         """Train on ``proba`` (an ``(n, k)`` array from a label model) over the covered rows.
 
         Args:
@@ -206,6 +211,10 @@ class DistilledModel:
                 all NaN or all -1 as uncovered. A covered row with NaN raises ``ValueError``.
             dev, dev_labels: optional dev inputs and gold class indices (-1 = unknown; taken from
                 ``dev.labels`` for a Dataset) used for early stopping (MLP) and ``dev_score_``.
+            labeled, labeled_labels: semi-supervised: rows with gold labels (a Dataset with labels, or
+                inputs and class indices) the student also learns, as one-hot targets. They are
+                repeated so that together they weigh ``labeled_share`` of the loss (at most
+                ``MAX_REPEAT`` copies each). Do not pass the dev rows here when early stopping on them.
         """
         self.extractor_ = make_extractor(self.features).fit(data)
         X = extract(self.extractor_, data, self.cache_dir)
@@ -224,15 +233,45 @@ class DistilledModel:
         choices = ("ignore", "prior") if mode == "auto" else (mode,)
         if covered.all():
             choices = choices[:1]  # every row covered: both choices are the same fit
+        X_lab, P_lab = self._labeled_rows(labeled, labeled_labels, k)
+        self.labeled_rows_ = 0 if X_lab is None else X_lab.shape[0]
         best = None
         for choice in choices:
             rows = np.flatnonzero(covered) if choice == "ignore" else np.arange(X.shape[0])
-            self._fit_once(X[rows], P[rows], X_dev, y_dev)
+            X_fit, P_fit = X[rows], P[rows]
+            if X_lab is not None:
+                share = float(np.clip(labeled_share, 0.0, 0.95))
+                repeat = int(np.clip(round(share / (1 - share) * len(rows) / X_lab.shape[0]), 1, MAX_REPEAT))
+                stack = sp.vstack if sp.issparse(X_fit) else np.vstack
+                X_fit = stack([X_fit] + [X_lab] * repeat)
+                if sp.issparse(X_fit):
+                    X_fit = sp.csr_matrix(X_fit)
+                P_fit = np.vstack([P_fit] + [P_lab] * repeat).astype(np.float32)
+                self.labeled_repeat_ = repeat
+            self._fit_once(X_fit, P_fit, X_dev, y_dev)
             self.uncovered_ = choice
             if best is None or self.dev_score_ > best[1]:
                 best = (self._fitted_state(), self.dev_score_)
         self._restore(best[0])
         return self
+
+    def _labeled_rows(self, labeled, labeled_labels, k: int):
+        if labeled is None:
+            return None, None
+        if labeled_labels is None:
+            if not (isinstance(labeled, Dataset) and labeled.labels is not None):
+                raise ValueError("labeled has no gold labels: pass labeled_labels (class indices)")
+            labeled_labels = labeled.labels
+        y = np.asarray(labeled_labels)
+        X_lab = extract(self.extractor_, labeled, self.cache_dir)
+        if y.shape != (X_lab.shape[0],) or y.dtype.kind not in "iu":
+            raise ValueError(f"labeled_labels must be {X_lab.shape[0]} integer class indices, got {y.dtype} {y.shape}")
+        known = np.flatnonzero(y >= 0)
+        if (y >= k).any():
+            raise ValueError(f"labeled_labels must be in -1..{k - 1}")
+        if not len(known):
+            return None, None
+        return X_lab[known], np.eye(k, dtype=np.float32)[y[known]]
 
     _STATE = ("net_", "logreg_", "history_", "best_epoch_", "dev_score_", "uncovered_")
 
