@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import select
 import struct
 
 import numpy as np
@@ -45,7 +46,13 @@ def encode(kind: int, payload: bytes = b"") -> bytes:
 
 
 def write_frame(stream, kind: int, payload: bytes = b"") -> None:
-    stream.write(encode(kind, payload))
+    """Write one whole frame (raw streams may take it in parts)."""
+    data = memoryview(encode(kind, payload))
+    while data:
+        written = stream.write(data)
+        if written is None:  # a non-blocking stream with a full pipe: ours are blocking
+            raise BlockingIOError("frame stream would block")
+        data = data[written:]
     stream.flush()
 
 
@@ -60,12 +67,17 @@ def _read_exact(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(stream, limits: dict[int, int]) -> tuple[int, bytes]:
+def read_frame(stream, limits: dict[int, int], timeout_s: float | None = None) -> tuple[int, bytes]:
     """``(kind, payload)`` of the next frame; ``limits`` maps each kind accepted here to its size bound.
 
     Raises ``EOFError`` on a clean end of stream (before a header) and :class:`ProtocolError` on a
-    bad magic, an unexpected kind, an oversize or a truncated frame.
+    bad magic, an unexpected kind, an oversize or a truncated frame, or when ``timeout_s`` passes
+    with no frame starting (``stream`` must then be unbuffered, so select sees all there is).
     """
+    if timeout_s is not None:
+        ready, _, _ = select.select([stream], [], [], timeout_s)
+        if not ready:
+            raise ProtocolError(f"no frame for {timeout_s:g} s (the process is stopped or hung)")
     header = _read_exact(stream, HEADER.size)
     if not header:
         raise EOFError

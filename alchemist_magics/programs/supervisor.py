@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import atexit
 import os
-import select
 import signal
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -39,6 +39,8 @@ from .sandbox import Sandbox
 
 KEEP_INPUT_SETS = 4  # row sets kept in the supervisor (train, dev, test and a smoke sample)
 START_TIMEOUT_S = 60.0
+HEARTBEAT_S = 0.5  # a running supervisor sends a PROGRESS frame at least this often
+SILENCE_LIMIT_S = 20.0  # no frame for this long: the supervisor is stopped or hung, and is replaced
 # what the supervisor's environment keeps from the kernel's: locale and thread settings only
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -71,13 +73,10 @@ class Supervisor:
         env = {name: os.environ[name] for name in _ENV_KEEP if name in os.environ}
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, cwd="/", close_fds=True, start_new_session=True)
+            env=env, cwd="/", close_fds=True, start_new_session=True, bufsize=0)
         self.loaded.clear()
         try:
-            ready, _, _ = select.select([self.process.stdout], [], [], START_TIMEOUT_S)
-            if not ready:
-                raise ProtocolError(f"no answer within {START_TIMEOUT_S:g} s")
-            kind, payload = frames.read_frame(self.process.stdout, {frames.HELLO: frames.MAX_CONTROL})
+            kind, payload = frames.read_frame(self.process.stdout, {frames.HELLO: frames.MAX_CONTROL}, START_TIMEOUT_S)
             report = frames.load_json(payload)
             if not isinstance(report, dict) or report.get("isolation") not in ("os", "audit-hook only"):
                 raise ProtocolError("malformed isolation report")
@@ -136,7 +135,7 @@ class Supervisor:
                        "workers": int(workers), "progress": on_progress is not None}
             frames.write_frame(stdin, frames.RUN, frames.dump_json(request))
             while True:
-                kind, payload = frames.read_frame(stdout, limits)
+                kind, payload = frames.read_frame(stdout, limits, SILENCE_LIMIT_S)
                 if kind == frames.PROGRESS:
                     if on_progress is not None:
                         on_progress(min(frames.parse_u64(payload), n * len(jobs)))
@@ -218,7 +217,7 @@ def serve(kernel_pid: int) -> None:
 
 
 def _serve(kernel_pid: int) -> None:
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer.raw
     sys.stdout = sys.stderr  # nothing may write into the protocol stream by accident
     confinement = prepare()  # before the namespaces: the ruleset names files as this machine sees them
     namespaces = unshare_namespaces()
@@ -252,7 +251,14 @@ def _run(request: dict, rows: dict, confinement, stdout) -> None:
         jobs = [(Program(source, name=name), entry) for source, name, entry in request["jobs"]]
         label_space = LabelSpace(request["classes"], request["aliases"])
         sandbox = Sandbox(rows[request["key"]], label_space, request["time_limit_s"], request["memory_limit_mb"], confinement)
-        report = (lambda done: frames.write_frame(stdout, frames.PROGRESS, frames.encode_u64(done))) if request["progress"] else None
+        last = [0.0]
+
+        def report(done):  # progress when asked for, and a heartbeat either way
+            now = time.monotonic()
+            if request["progress"] or now - last[0] > HEARTBEAT_S:
+                last[0] = now
+                frames.write_frame(stdout, frames.PROGRESS, frames.encode_u64(done))
+
         start = lambda j: frames.write_frame(stdout, frames.START, frames.encode_u32(j))  # noqa: E731
         for j, run in sandbox.run(jobs, request["workers"], report, start):
             frames.write_frame(stdout, frames.RESULT, frames.encode_result(j, run.status, run.message, run.codes, run.runtime_s))
