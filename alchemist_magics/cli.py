@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data.public import DATA_ENV, find_dataset
+from .data import DATA_ENV, find_dataset
 
 def find_data_dir(given: str | None, name: str = "youtube") -> Path:
     """The folder holding the public datasets (see :mod:`alchemist_magics.data.public` for the order)."""
@@ -32,8 +32,7 @@ def _print(title: str, frame: pd.DataFrame) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     """Engine end to end on WRENCH youtube: example programs and WRENCH's stored matrix."""
-    from .aggregate import select_label_model
-    from .data.dataset import load_wrench
+    from .data import load_wrench
     from .examples.youtube import PROGRAMS
     from .task import TaskSpec
     from .workbench import Workbench
@@ -51,13 +50,11 @@ def demo(args: argparse.Namespace) -> int:
     _print("label models on dev (chosen on dev only)", bench.selection.scores)
     _print(f"test (n={len(test)}), our programs", bench.evaluate("test"))
 
-    known = select_label_model(train.weak_labels, dev.weak_labels, dev.labels, seed=args.seed)
-    _print("WRENCH's stored label matrix (10 human LFs): label models on dev", known.scores)
-    rows = []
-    for name, model in ((f"chosen: {known.name}", known.model), ("majority", known.majority)):
-        pred = model.predict(test.weak_labels, uncovered="prior")
-        rows.append({"model": name, "accuracy": float((pred == test.labels).mean())})
-    _print("WRENCH's stored label matrix: test", pd.DataFrame(rows).set_index("model"))
+    stored = Workbench(task, train, dev, test, root=None, seed=args.seed)
+    stored.use_stored_matrices()
+    stored.fit()
+    _print("WRENCH's stored label matrix (10 human LFs): label models on dev", stored.selection.scores)
+    _print("WRENCH's stored label matrix: test", stored.evaluate("test"))
     return 0
 
 
@@ -94,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=demo)
     p = sub.add_parser("evaluate", help="programs -> label model -> distilled model on a public data set, over seeds")
     p.add_argument("--data", help=f"folder with the public data sets (default ${DATA_ENV} or ../shared/data)")
-    p.add_argument("--dataset", default="youtube", choices=["youtube", "sms", "trec", "youtube_raw", "sms_raw"])
+    p.add_argument("--dataset", default="youtube", help="a WRENCH-format folder under --data (youtube, sms, trec, imdb, ...)")
     p.add_argument("--source", default="synth", choices=["synth", "wrench"],
                    help="offline synthesizer, or WRENCH's human programs")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")

@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .aggregate import covered, select_label_model
-from .aggregate.select import score
-from .data.dataset import DataError, Dataset
-from .distill.model import METRICS, UNCOVERED, DistilledModel
-from .llm.cost import PriceTable
-from .llm.zero_shot import zero_shot_counterfactual
-from .programs import LabelSpace, OutputCache, Program, apply_programs
-from .synth.text_rules import synthesize_programs
+from .aggregate import covered
+from .data import DataError, Dataset
+from .distill import METRICS, UNCOVERED
+from .programs.writer import FixedPrograms, as_writer
+from .synth.writer import OfflineWriter
 from .task import TaskSpec
+from .workbench import Workbench
 
 # Per-seed numbers averaged in the summary (the rest are labels such as the chosen model).
 _NUMERIC = ("label_model", "label_model_covered", "label_model_coverage", "train_coverage", "distilled", "distilled_coverage",
             "majority_vote", "n_programs", "program_s", "apply_s", "label_model_s", "distill_s", "total_s")
 
-ProgramWriter = Callable[..., Sequence[Program]]
 
 
 @dataclass
@@ -73,7 +70,7 @@ def evaluate_pipeline(
     dev: Dataset,
     test: Dataset,
     task: TaskSpec,
-    program_source: str | Sequence[Program] | ProgramWriter = "synth",
+    program_source="synth",
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     distill: str | None = "mlp",
     n_labeled: int = 100,
@@ -99,8 +96,9 @@ def evaluate_pipeline(
             ``"synth"``: the offline synthesizer, from the ``n_labeled`` rows and the train texts;
             ``"wrench"``: no programs, the splits' stored ``weak_labels`` matrices (WRENCH);
             a list of :class:`Program`: fixed programs (the same for every seed);
-            a callable ``f(task, labeled_texts, labels, unlabeled_texts, seed) -> list[Program]``
-            (e.g. an LLM writer); cost is summed from each program's ``provenance["cost_usd"]``.
+            a callable ``f(task, labeled_texts, labels, unlabeled_texts, seed) -> list[Program]``,
+            or a program writer (``llm.LLMWriter(client)``, see ``programs.writer``); cost is
+            summed from each program's ``provenance["cost_usd"]``.
         seeds: one run per seed (dev cut, synthesizer, label models, distilled model init).
         distill: ``"mlp"`` (2x32 ReLU, the paper's), ``"logreg"``, or ``None`` to skip.
         n_labeled: labeled dev rows per seed for the program writer (0 for fixed programs is fine).
@@ -124,7 +122,8 @@ def evaluate_pipeline(
         raise ValueError(f"distill={distill!r}: use 'mlp', 'logreg' or None")
     if uncovered not in UNCOVERED:
         raise ValueError(f"uncovered={uncovered!r}: use one of {UNCOVERED}")
-    source = _ProgramSource(program_source, task, n_programs)
+    stored = program_source == "wrench"
+    writer = _writer(program_source)
     if not seeds:
         raise ValueError("seeds is empty: pass at least one seed, e.g. seeds=(0,)")
     for name, split in (("dev", dev), ("test", test)):
@@ -133,46 +132,46 @@ def evaluate_pipeline(
     if not 0 <= n_labeled <= len(dev) - 2:
         raise DataError(f"dev has {len(dev)} rows: n_labeled={n_labeled} leaves too few to choose the label "
                         f"model; lower n_labeled or pass a larger dev split")
-    space = LabelSpace(task.classes, task.aliases)
-    cache = OutputCache(f"{cache_dir}/outputs") if cache_dir else None
     runs = []
     for seed in seeds:
         order = np.random.default_rng(seed).permutation(len(dev))
         labeled, rest = dev.subset(order[:n_labeled]), dev.subset(np.sort(order[n_labeled:]))
+        bench = Workbench(task, train, rest, test, labeled=labeled, root=cache_dir, workers=workers, seed=seed)
         start = time.perf_counter()
-        programs = source.programs(labeled, train, seed)
+        if stored:
+            bench.use_stored_matrices()
+            programs_usd = 0.0
+        else:
+            written = bench.write(writer, n_programs, smoke=False)
+            if not written.accepted:
+                raise ValueError(f"program source {writer.name!r} returned no programs for seed {seed}")
+            programs_usd = bench.programs_usd()
         program_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        L_train, L_dev, L_test = (source.matrix(programs, split, space, cache, workers)
-                                  for split in (train, rest, test))
+        if not stored:
+            bench.apply(progress=False)
         apply_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        chosen = select_label_model(L_train, L_dev, rest.labels, candidates=candidates, seed=seed,
-                                    metric=metric, cardinality=k)
-        pred = chosen.model.predict(L_test, uncovered="prior")
-        test_covered = covered(L_test)
+        bench.fit(candidates, metric)
+        scores = bench.scores("test", metric)
         label_model_s = time.perf_counter() - start
         run = {
-            "seed": seed, "n_programs": L_train.shape[1], "dev_rows": len(rest), "label_model_name": chosen.name,
-            "label_model": score(test.labels, pred, metric),
-            "label_model_covered": (score(test.labels[test_covered], pred[test_covered], metric)
-                                    if test_covered.any() else float("nan")),
-            "label_model_coverage": float(test_covered.mean()),
-            "train_coverage": float(covered(L_train).mean()),
-            "majority_vote": score(test.labels, chosen.majority.predict(L_test, uncovered="prior"), metric),
-            "programs_usd": float(sum(p.provenance.get("cost_usd") or 0.0 for p in programs)),
+            "seed": seed, "n_programs": bench.matrix("train").shape[1], "dev_rows": len(rest),
+            "label_model_name": bench.model_name, "label_model": scores["label_model"],
+            "label_model_covered": scores["label_model_covered"], "label_model_coverage": scores["coverage"],
+            "train_coverage": float(covered(bench.matrix("train")).mean()),
+            "majority_vote": scores["majority_vote"], "programs_usd": programs_usd,
             "program_s": program_s, "apply_s": apply_s, "label_model_s": label_model_s,
         }
         start = time.perf_counter()
         if distill:
-            model = DistilledModel(features=features, model=distill, seed=seed, metric=metric, uncovered=uncovered,
-                                   cache_dir=f"{cache_dir}/features" if cache_dir else None)
-            model.fit(train, chosen.model.predict_proba(L_train), covered=covered(L_train), dev=rest)
-            distilled = np.asarray(model.predict(test))
-            run["distilled"] = score(test.labels, distilled, metric)
-            run["distilled_coverage"] = float((distilled >= 0).mean())
+            model = bench.distill(distill, features=features, uncovered=uncovered, metric=metric,
+                                  cache_dir=f"{cache_dir}/features" if cache_dir else None)
+            distilled = bench.distilled_scores(metric, splits=("test",))
+            run["distilled"] = distilled["test"]
+            run["distilled_coverage"] = distilled["test_coverage"]
             run["distilled_best_epoch"] = model.best_epoch_
             run["distilled_uncovered"] = model.uncovered_
         run["distill_s"] = time.perf_counter() - start
@@ -180,54 +179,26 @@ def evaluate_pipeline(
         runs.append(run)
     summary = _summarise(runs)
     # What one program set cost (the mean over seeds: each seed writes its own set).
-    cost = {"programs_usd": float(np.mean([r["programs_usd"] for r in runs])), "programs_usd_note": source.cost_note,
-            "zero_shot": {m: zero_shot_counterfactual(task, train.texts, m, prices=PriceTable())
-                          for m in zero_shot_models}}
-    settings = {"program_source": source.name, "seeds": list(seeds), "distill": distill, "uncovered": uncovered,
-                "n_labeled": n_labeled, "metric": metric, "features": features if isinstance(features, str) else getattr(features, "kind", type(features).__name__),
+    cost_note = ("offline: no LLM was called" if stored or program_source == "synth" or isinstance(writer, FixedPrograms)
+                 else "sum of the programs' provenance['cost_usd'] (missing counts as 0)")
+    cost = {"programs_usd": float(np.mean([r["programs_usd"] for r in runs])), "programs_usd_note": cost_note,
+            "zero_shot": {m: bench.counterfactual(m) for m in zero_shot_models}}
+    settings = {"program_source": "wrench" if stored else writer.name, "seeds": list(seeds), "distill": distill,
+                "uncovered": uncovered, "n_labeled": n_labeled, "metric": metric,
+                "features": features if isinstance(features, str) else getattr(features, "kind", type(features).__name__),
                 "rows": {"train": len(train), "dev": len(dev), "test": len(test)}}
     return EvaluationResult(runs, summary, cost, settings)
 
 
-class _ProgramSource:
-    """Turns ``program_source`` into programs per seed and label matrices per split."""
-
-    def __init__(self, source, task: TaskSpec, n_programs: int):
-        self.task, self.n_programs, self.stored = task, n_programs, False
-        self.cost_note = "offline: no LLM was called"
-        if isinstance(source, str):
-            if source not in ("synth", "wrench"):
-                raise ValueError(f"program_source={source!r}: use 'synth', 'wrench', a list of Programs or a callable")
-            self.name, self.stored = source, source == "wrench"
-            self.write = self._synthesize if source == "synth" else None
-        elif callable(source):
-            self.name, self.write = getattr(source, "__name__", "callable"), source
-            self.cost_note = "sum of the programs' provenance['cost_usd'] (missing counts as 0)"
-        else:
-            fixed = [p if isinstance(p, Program) else Program(p) for p in source]
-            if not fixed:
-                raise ValueError("program_source is an empty list: pass at least one program")
-            self.name, self.write = "programs", lambda *args: fixed
-
-    def _synthesize(self, task, texts, labels, unlabeled, seed):
-        return synthesize_programs(task, texts, labels, unlabeled, n_programs=self.n_programs, seed=seed)
-
-    def programs(self, labeled: Dataset, train: Dataset, seed: int) -> list[Program]:
-        if self.stored:
-            return []
-        programs = list(self.write(self.task, labeled.texts, labeled.labels, train.texts, seed))
-        if not programs:
-            raise ValueError(f"program source {self.name!r} returned no programs for seed {seed}")
-        return programs
-
-    def matrix(self, programs, split: Dataset, space, cache, workers) -> np.ndarray:
-        if self.stored:
-            if split.weak_labels is None:
-                raise DataError(f"program_source='wrench' needs stored weak_labels; {split.name} has none")
-            return split.weak_labels
-        result = apply_programs(programs, split.inputs(), space, cache=cache, dataset_fingerprint=split.fingerprint
-                                if cache else None, workers=workers, progress=False)
-        return result.L
+def _writer(source):
+    """The program writer behind ``program_source`` (``None`` for stored matrices)."""
+    if isinstance(source, str):
+        if source not in ("synth", "wrench"):
+            raise ValueError(f"program_source={source!r}: use 'synth', 'wrench', a list of Programs or a callable")
+        return OfflineWriter() if source == "synth" else None
+    if not callable(source) and not hasattr(source, "write") and not list(source):
+        raise ValueError("program_source is an empty list: pass at least one program")
+    return as_writer(source)
 
 
 def _summarise(runs: list[dict]) -> dict:

@@ -1,10 +1,13 @@
-"""The Workbench: one labeling task in the kernel, from programs to labels.
+"""The Workbench: one labeling task, from programs to labels. The one orchestrator.
 
-It ties the layers together and owns no algorithm of its own: programs are checked and smoke
-tested (``programs``), applied in the sandbox with the output cache, the label matrix is
-aggregated by a label model chosen on the dev set (``aggregate``), and programs plus provenance are
-persisted under ``<root>/<task>/`` (``llm.provenance``). Everything here works from plain Python;
-the notebook magics call these methods.
+Every flow goes through it: the magics, the CLI and :func:`~alchemist_magics.evaluate.evaluate_pipeline`
+call these methods and add nothing of their own. It owns no algorithm: programs come from a
+*program writer* (``synth.OfflineWriter``, ``llm.LLMWriter``, a list, a function), are checked and
+smoke tested and applied in the sandbox with the output cache (``programs``), the label matrix is
+aggregated by a label model chosen on the dev set (``aggregate``), weak programs are repaired
+(``synth`` offline or ``llm``), the labels are distilled into a small model (``distill``), and the
+task's cost account (``llm.cost``) says what was spent against labeling every row with the LLM.
+Programs and provenance are persisted under ``<root>/<task>/`` (``llm.provenance``).
 """
 from __future__ import annotations
 
@@ -13,11 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .aggregate import DawidSkene, MajorityVote, SelectionResult, program_analysis, select_label_model
+from .aggregate import DawidSkene, MajorityVote, SelectionResult, covered, program_analysis, select_label_model
 from .aggregate.select import score
-from .data.dataset import Dataset
+from .data import DataError, Dataset
+from .llm.cost import CostMeter
 from .llm.provenance import ProgramStore
+from .llm.repair import RepairRequest, analysis_stats, repair_examples, repair_programs, weak_reasons
+from .llm.zero_shot import zero_shot_counterfactual, zero_shot_label
 from .programs import ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
+from .programs.export import export_source
+from .programs.writer import WriteResult, as_writer
 from .task import TaskSpec
 
 SPLITS = ("train", "dev", "test")
@@ -31,10 +39,15 @@ class Workbench:
         train: the rows to label (gold labels, if any, are only used for reporting).
         dev: optional labeled rows: empirical accuracy per program and the label-model choice.
         test: optional labeled rows for the final report (never used to choose anything).
-        root: folder for programs, provenance and caches (``.alchemist`` next to the notebook).
+        labeled: optional labeled rows a program writer learns from. When given, they are kept
+            apart from ``dev``, so the numbers dev gives are measured on rows the programs were not
+            written from; without it, writers learn from ``dev`` (and dev numbers are in-sample).
+        root: folder for programs, provenance and caches (``.alchemist`` next to the notebook);
+            ``None`` keeps everything in memory (no store, no caches).
         workers, time_limit_s, memory_limit_mb: sandbox settings (see ``apply_programs``).
         smoke_rows: rows of train used to smoke-test a program before it joins the set.
-        seed: seeds sampling, tie-breaking and label models.
+        seed: seeds sampling, tie-breaking, writers, label models and the distilled model.
+        meter: the task's cost meter (LLM clients for this task should record into it).
     """
 
     def __init__(
@@ -44,30 +57,66 @@ class Workbench:
         dev: Dataset | None = None,
         test: Dataset | None = None,
         *,
-        root: str | Path = ".alchemist",
+        labeled: Dataset | None = None,
+        root: str | Path | None = ".alchemist",
         workers: int | None = None,
         time_limit_s: float = 60.0,
         memory_limit_mb: int | None = 2048,
         smoke_rows: int = 200,
         seed: int = 0,
+        meter: CostMeter | None = None,
     ):
         self.task = task
         self.datasets = {name: ds for name, ds in zip(SPLITS, (train, dev, test)) if ds is not None}
+        self.labeled = labeled
         self.label_space = LabelSpace(task.classes, task.aliases)
-        self.store = ProgramStore(task.name, root)
-        self.cache = OutputCache(Path(root) / "cache" / "outputs")
+        self.root = None if root is None else Path(root)
+        self.store = ProgramStore(task.name, root) if root is not None else None
+        self.cache = OutputCache(self.root / "cache" / "outputs") if root is not None else None
         self.sandbox = {"workers": workers, "time_limit_s": time_limit_s, "memory_limit_mb": memory_limit_mb}
         self.seed = seed
+        self.meter = meter if meter is not None else CostMeter()
         self.programs: list[Program] = []
         self.rejected: list[tuple[Program, str]] = []
         self.results: dict[str, ApplyResult] = {}
+        self.stored: dict[str, np.ndarray] = {}
         self.selection: SelectionResult | None = None
         self.label_model = None
+        self.distilled = None
+        self.estimate_usd: float | None = None
+        self._zero_shot: dict[str, dict] = {}
         rng = np.random.default_rng(seed)
         self._smoke_rows = np.sort(rng.choice(len(train), size=min(smoke_rows, len(train)), replace=False))
         self._inputs = {name: ds.inputs() for name, ds in self.datasets.items()}
 
+    def inputs(self, split: str = "train") -> list:
+        """What each program receives per row of a split (see ``Dataset.inputs``)."""
+        if split not in self._inputs:
+            raise ValueError(f"unknown split {split!r}; splits: {list(self.datasets)}")
+        return self._inputs[split]
+
+    @property
+    def writer_rows(self) -> Dataset | None:
+        """The labeled rows a program writer learns from: ``labeled`` when given, else dev."""
+        return self.labeled if self.labeled is not None else self.datasets.get("dev")
+
     # -- programs -------------------------------------------------------------------------------
+    def write(self, writer, n: int = 10, *, smoke: bool = True) -> WriteResult:
+        """Ask a program writer for ``n`` programs and add those that pass (see :meth:`add`).
+
+        ``writer`` is a writer (``synth.OfflineWriter()``, ``llm.LLMWriter(client)``), a list of
+        programs or a function (see ``programs.writer``). The result says what was accepted,
+        rejected and failed, and what it cost.
+        """
+        writer = as_writer(writer)
+        result = writer.write(self.task, self.writer_rows, self.inputs("train"), n, self.seed)
+        if result.estimate_usd is not None:
+            self.estimate_usd = result.estimate_usd
+        before = len(self.rejected)
+        result.accepted = [p for p in result.programs if self.add(p, smoke=smoke)]
+        result.rejected = self.rejected[before:]
+        return result
+
     def add(self, program: Program | str, *, smoke: bool = True) -> bool:
         """Check, smoke-test and register a program; a program with the same name is replaced.
 
@@ -87,7 +136,8 @@ class Workbench:
             self.programs[names.index(program.name)] = program
         else:
             self.programs.append(program)
-        self.store.save(program)
+        if self.store is not None:
+            self.store.save(program)
         return True
 
     def add_all(self, programs) -> int:
@@ -100,6 +150,17 @@ class Workbench:
         if name not in names:
             raise KeyError(f"no program named {name!r}; programs: {names}")
         del self.programs[names.index(name)]
+
+    def export(self, path: str | Path | None = None) -> Path:
+        """Write the programs as a ``.py`` file with loaders for plain functions and snorkel LFs."""
+        if path is None:
+            if self.store is None:
+                raise ValueError("this workbench has no root folder: pass a path to export to")
+            path = self.store.folder / "export" / "programs.py"
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(export_source(self.task, self.programs), encoding="utf-8")
+        return path
 
     # -- application ----------------------------------------------------------------------------
     def apply(self, progress: bool = True, engine: str = "local", client=None) -> pd.DataFrame:
@@ -114,8 +175,9 @@ class Workbench:
         if engine not in ("local", "dask"):
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'dask'")
         for split, inputs in self._inputs.items():
-            common = dict(cache=self.cache, dataset_fingerprint=self.datasets[split].fingerprint, progress=progress,
-                          time_limit_s=self.sandbox["time_limit_s"], memory_limit_mb=self.sandbox["memory_limit_mb"])
+            common = dict(cache=self.cache, dataset_fingerprint=self.datasets[split].fingerprint if self.cache is not None else None,
+                          progress=progress, time_limit_s=self.sandbox["time_limit_s"],
+                          memory_limit_mb=self.sandbox["memory_limit_mb"])
             if engine == "dask":
                 from .scale import apply_programs_dask  # dask is an optional extra
 
@@ -126,8 +188,17 @@ class Workbench:
                                                      workers=self.sandbox["workers"], **common)
         return pd.DataFrame(self.results["train"].summary()).set_index("name")
 
+    def use_stored_matrices(self) -> None:
+        """Aggregate the splits' stored ``weak_labels`` (e.g. WRENCH's human LFs) instead of programs."""
+        for split, ds in self.datasets.items():
+            if ds.weak_labels is None:
+                raise DataError(f"{ds.name} has no stored weak_labels to aggregate")
+            self.stored[split] = ds.weak_labels
+
     def matrix(self, split: str = "train") -> np.ndarray:
         """The int8 label matrix of a split (rows x programs, -1 = abstain)."""
+        if split in self.stored:
+            return self.stored[split]
         if split not in self.results:
             raise ValueError(f"no label matrix for {split!r} yet: call .apply() first" if split in self.datasets
                              else f"unknown split {split!r}; splits: {list(self.datasets)}")
@@ -180,28 +251,46 @@ class Workbench:
         """Hard labels; rows no program covers are -1 unless ``uncovered="prior"``."""
         return self._model().predict(self.matrix(split), uncovered=uncovered)
 
+    def labels(self, split: str = "train") -> pd.DataFrame:
+        """The split's rows with the label model's answer: input columns, ``label`` (class name,
+        empty where no program voted), ``confidence`` (its probability) and ``covered``."""
+        ds = self._split(split)
+        proba = self.predict_proba(split)
+        pred = self.predict(split)
+        frame = ds.frame[ds.input_columns].copy()
+        frame["label"] = [self.task.classes[p] if p >= 0 else None for p in pred]
+        frame["confidence"] = proba.max(axis=1)
+        frame["covered"] = covered(self.matrix(split))
+        return frame
+
+    def scores(self, split: str = "test", metric: str = "accuracy") -> dict:
+        """Gold-label scores on a split: ``label_model`` (every row scored; uncovered rows get the
+        model's no-evidence guess, WRENCH-style), ``label_model_covered`` (covered rows only),
+        ``coverage`` and ``majority_vote``."""
+        ds = self._split(split, labeled=True)
+        known = ds.labels >= 0
+        L, y = self.matrix(split)[known], ds.labels[known]
+        is_covered = covered(L)
+        pred = self._model().predict(L, uncovered="prior")
+        return {
+            "label_model": score(y, pred, metric),
+            "label_model_covered": score(y[is_covered], pred[is_covered], metric) if is_covered.any() else float("nan"),
+            "coverage": float(is_covered.mean()),
+            "majority_vote": score(y, self._majority().predict(L, uncovered="prior"), metric),
+        }
+
     def evaluate(self, split: str = "test") -> pd.DataFrame:
         """Gold-label metrics of the chosen model and of majority vote on a labeled split.
 
         Every row is scored: uncovered rows get the model's a-priori most likely class
         (WRENCH-style), and ``coverage`` says how many rows any program covers.
         """
-        ds = self.datasets.get(split)
-        if ds is None or not ds.has_labels:
-            raise ValueError(f"split {split!r} has no gold labels to evaluate against")
-        known = ds.labels >= 0
-        L, y = self.matrix(split)[known], ds.labels[known]
-        majority = self.selection.majority if self.selection else MajorityVote(
-            cardinality=self.task.cardinality, seed=self.seed).fit(self.matrix("train"))
-        rows = []
-        for name, model in (("chosen: " + self.model_name, self._model()), ("majority", majority)):
-            pred = model.predict(L, uncovered="prior")
-            row = {"model": name, "accuracy": score(y, pred, "accuracy")}
-            f1 = "f1" if self.task.cardinality == 2 else "macro_f1"
-            row[f1] = score(y, pred, f1)
-            rows.append(row)
-        table = pd.DataFrame(rows).set_index("model")
-        table["coverage"] = float((L != -1).any(axis=1).mean())
+        f1 = "f1" if self.task.cardinality == 2 else "macro_f1"
+        by_metric = {m: self.scores(split, m) for m in ("accuracy", f1)}
+        table = pd.DataFrame([{"model": name, **{m: s[key] for m, s in by_metric.items()}}
+                              for name, key in (("chosen: " + self.model_name, "label_model"),
+                                                ("majority", "majority_vote"))]).set_index("model")
+        table["coverage"] = by_metric["accuracy"]["coverage"]
         return table
 
     @property
@@ -209,7 +298,136 @@ class Workbench:
         """Name of the fitted label model."""
         return self.selection.name if self.selection else type(self._model()).__name__
 
+    # -- repair ---------------------------------------------------------------------------------
+    def weak_programs(self, min_accuracy: float = 0.7) -> list[tuple[Program, dict, list[str]]]:
+        """``(program, stats, reasons)`` for each program :func:`weak_reasons` finds weak."""
+        table, n = self.analysis(), len(self.datasets["train"])
+        out = []
+        for program in self.programs:
+            stats = analysis_stats(table.loc[program.name], n)
+            reasons = weak_reasons(stats, min_accuracy=min_accuracy)
+            if reasons:
+                out.append((program, stats, reasons))
+        return out
+
+    def repair(self, client=None, *, min_accuracy: float = 0.7, budget_usd: float | None = None) -> list[Program]:
+        """Repair the weak programs and add the repaired ones that pass; returns those added.
+
+        With an LLM ``client`` the model rewrites each weak program from its statistics and its wrong
+        dev rows; without one, the offline repair (``synth.repair_program``) learns exceptions from
+        the dev errors and the label model's confident train labels.
+        """
+        weak = self.weak_programs(min_accuracy)
+        if not weak:
+            return []
+        if client is None:
+            from .synth import NothingToLearn, repair_program
+
+            repaired = []
+            for program, stats, reasons in weak:
+                try:
+                    repaired.append(repair_program(self, program.name, reasons=reasons))
+                except NothingToLearn:
+                    continue
+        else:
+            dev = self.datasets.get("dev")
+            if dev is None or not dev.has_labels:
+                raise ValueError("repair with the LLM shows it wrong dev rows: give the workbench labeled dev rows")
+            names = [p.name for p in self.programs]
+            requests = []
+            for program, stats, _ in weak:
+                j = names.index(program.name)
+                wrong, uncovered = repair_examples(dev.texts, dev.labels, self.matrix("dev")[:, j], self.task.classes)
+                requests.append(RepairRequest(program, stats, wrong, uncovered))
+            repaired = repair_programs(self.task, requests, client, existing=self.programs, budget_usd=budget_usd).programs
+        return [p for p in repaired if self.add(p)]
+
+    # -- distillation ---------------------------------------------------------------------------
+    def distill(self, model: str = "mlp", *, features="tfidf", uncovered: str | None = None,
+                metric: str = "accuracy", cache_dir=None):
+        """Train a small model on the label model's probabilistic labels of train (``distill``).
+
+        ``uncovered``: rows no program voted on; default ``"auto"`` when dev is labeled (the dev
+        set decides between learning the label model's prior there and ignoring them), else
+        ``"ignore"``. Features are cached under ``<root>/cache/features`` unless ``cache_dir`` says
+        otherwise. The fitted model is also ``self.distilled``.
+        """
+        from .distill import DistilledModel  # torch-heavy: only when distilling
+
+        if self.label_model is None:
+            raise ValueError("no label model yet: call .fit() first")
+        dev = self.datasets.get("dev")
+        dev = dev if dev is not None and dev.has_labels else None
+        if cache_dir is None and self.root is not None:
+            cache_dir = self.root / "cache" / "features"
+        student = DistilledModel(features=features, model=model, seed=self.seed, metric=metric,
+                                 uncovered=uncovered or ("auto" if dev is not None else "ignore"), cache_dir=cache_dir)
+        student.fit(self.datasets["train"], self.predict_proba("train"), covered(self.matrix("train")), dev=dev)
+        self.distilled = student
+        return student
+
+    def distilled_scores(self, metric: str = "accuracy", splits=("dev", "test")) -> dict:
+        """The distilled model's score on each labeled split, and the share of rows it labels."""
+        if self.distilled is None:
+            raise ValueError("no distilled model yet: call .distill() first")
+        out = {}
+        for split in splits:
+            ds = self.datasets.get(split)
+            if ds is not None and ds.has_labels:
+                pred = np.asarray(self.distilled.predict(ds))
+                known = ds.labels >= 0
+                out[split] = score(ds.labels[known], pred[known], metric)
+                out[f"{split}_coverage"] = float((pred >= 0).mean())
+        return out
+
+    # -- cost -----------------------------------------------------------------------------------
+    def zero_shot(self, client, split: str = "dev", *, sample: int | None = None, budget_usd: float | None = None):
+        """Label a split's rows with the LLM, one request each: the per-row baseline."""
+        ds = self._split(split)
+        return zero_shot_label(self.task, ds.texts, client, sample=sample, budget_usd=budget_usd)
+
+    def counterfactual(self, model: str) -> dict:
+        """What labeling every train row zero-shot with ``model`` would cost (computed once per model)."""
+        if model not in self._zero_shot:
+            texts = [str(x) for x in self._inputs["train"]]
+            self._zero_shot[model] = zero_shot_counterfactual(self.task, texts, model, prices=self.meter.prices)
+        return self._zero_shot[model]
+
+    def programs_usd(self) -> float:
+        """What the current programs cost, summed from their provenance (0 for offline ones)."""
+        return float(sum(p.provenance.get("cost_usd") or 0.0 for p in self.programs))
+
+    def cost(self, model: str) -> dict:
+        """The task's cost account: the meter's totals, spending per purpose (program, repair,
+        zero-shot, ...), the estimate, and the zero-shot counterfactual of the train rows with the
+        ratio of the two."""
+        summary = self.meter.summary()
+        spent = summary["known_cost_usd"]
+        by_purpose: dict[str, float] = {}
+        for record in self.meter.records:
+            by_purpose[record.purpose or "other"] = by_purpose.get(record.purpose or "other", 0.0) + (record.cost_usd or 0.0)
+        zero = self.counterfactual(model)
+        programs_usd = spent or self.estimate_usd
+        return {**summary, "spent_usd": spent, "by_purpose": by_purpose, "estimate_usd": self.estimate_usd,
+                "zero_shot_usd": zero["usd"], "zero_shot_rows": zero["rows"],
+                "ratio": zero["usd"] / programs_usd if zero["usd"] and programs_usd else None}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _split(self, split: str, labeled: bool = False) -> Dataset:
+        ds = self.datasets.get(split)
+        if ds is None:
+            raise ValueError(f"unknown split {split!r}; splits: {list(self.datasets)}")
+        if labeled and not ds.has_labels:
+            raise ValueError(f"split {split!r} has no gold labels to evaluate against")
+        return ds
+
+    def _majority(self):
+        if self.selection is not None:
+            return self.selection.majority
+        return MajorityVote(cardinality=self.task.cardinality, seed=self.seed).fit(self.matrix("train"))
+
     def _model(self):
         if self.label_model is None:
             raise ValueError("no label model yet: call .fit() first")
         return self.label_model
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import os
 import re
 import shlex
@@ -22,16 +21,15 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Int, Unicode, default
 
-from ..data.dataset import Dataset, from_dataframe
-from ..llm import (CostMeter, LLMClient, LLMConfig, RepairRequest, analysis_stats, generate_programs,
-                  repair_examples, repair_programs, select_exemplars, weak_reasons, zero_shot_counterfactual,
-                  zero_shot_label)
-from ..programs import LabelSpace, Program
-from ..synth.text_rules import synthesize_programs
+from ..data import Dataset, from_dataframe
+from ..llm import CostMeter, LLMClient, LLMConfig
+from ..llm.writer import LLMWriter
+from ..programs import Program
+from ..synth.writer import OfflineWriter
 from ..task import TaskSpec
-from . import Panel, program_cell, send_program_cells
-from .comm import send_stats, stats_message
 from ..workbench import Workbench
+from .comm import program_cell, send_program_cells, send_stats, stats_message
+from .panel import Panel
 
 
 class AlchemistError(Exception):
@@ -103,15 +101,17 @@ class TaskSession:
     workbench: Workbench
     panel: Panel
     model: str
-    estimate_usd: float | None = None
-    zero_shot: dict | None = None
-    distilled: object = None
     notes: list[str] = field(default_factory=list)
     cells: dict = field(default_factory=dict)
 
     @property
     def programs(self) -> list[Program]:
         return self.workbench.programs
+
+    @property
+    def distilled(self):
+        """The distilled model of ``%alchemist distill`` (``workbench.distilled``)."""
+        return self.workbench.distilled
 
 
 def _cell_parser() -> _Parser:
@@ -190,7 +190,6 @@ class Alchemist(Magics):
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
-        self.meter = CostMeter()
         self.sessions: dict[str, TaskSession] = {}
         self.last: str | None = None
 
@@ -216,10 +215,10 @@ class Alchemist(Magics):
             label_column = None
         return from_dataframe(value, text, label_column, classes, name=name)
 
-    def _client(self, model=None, base_url=None) -> LLMClient:
+    def _client(self, meter: CostMeter, model=None, base_url=None) -> LLMClient:
         config = LLMConfig(model=model or self.model, base_url=base_url or self.base_url or None,
                            api_key_env=self.api_key_env)
-        return LLMClient(config, cache=Path(self.root) / "cache" / "llm", meter=self.meter)
+        return LLMClient(config, cache=Path(self.root) / "cache" / "llm", meter=meter)
 
     def _endpoint_configured(self, base_url=None) -> bool:
         return bool(base_url or self.base_url or os.environ.get(self.api_key_env))
@@ -234,17 +233,8 @@ class Alchemist(Magics):
         return self.sessions[name]
 
     def cost(self, session: TaskSession) -> dict:
-        """The cost meter as plain data, with the zero-shot counterfactual and the ratio."""
-        if session.zero_shot is None:
-            texts = [str(x) for x in session.workbench._inputs["train"]]
-            session.zero_shot = zero_shot_counterfactual(session.task, texts, session.model, prices=self.meter.prices)
-        summary = self.meter.summary()
-        spent = summary["known_cost_usd"]
-        programs_usd = spent or session.estimate_usd
-        zero = session.zero_shot["usd"]
-        return {**summary, "spent_usd": spent, "estimate_usd": session.estimate_usd,
-                "zero_shot_usd": zero, "zero_shot_rows": session.zero_shot["rows"],
-                "ratio": zero / programs_usd if zero and programs_usd else None}
+        """The task's cost account (``Workbench.cost``) for the session's model."""
+        return session.workbench.cost(session.model)
 
     def refresh(self, session: TaskSession) -> None:
         """Apply the programs (cached outputs reused: only new or edited ones run), fit, redraw."""
@@ -309,12 +299,7 @@ class Alchemist(Magics):
         session = TaskSession(task, wb, Panel(task.name), model)
         session.panel.progress(0, args.n, f"writing {args.n} programs")
         display(session.panel)
-        programs = self._write_programs(session, args, model, offline)
-        accepted = [p for p in programs if wb.add(p)]
-        for program, why in wb.rejected:
-            print(f"rejected {program.name}: {why}")
-        if not accepted:
-            raise AlchemistError(f"none of the {len(programs)} programs passed the smoke test; see the reasons above")
+        accepted = self._write_programs(session, args, model, offline)
         # Registered only now: a failed cell leaves the task's previous state in place.
         self.sessions[task.name], self.last = session, task.name
         self.shell.user_ns["_alchemist"] = session
@@ -322,22 +307,25 @@ class Alchemist(Magics):
         self._show_programs(session, accepted, args.next_cell)
 
     def _write_programs(self, session: TaskSession, args, model: str, offline: bool) -> list[Program]:
-        wb, task = session.workbench, session.task
-        dev = wb.datasets.get("dev")
+        wb = session.workbench
         if offline:
             why = "--offline" if args.offline else f"no LLM endpoint configured (${self.api_key_env} unset)"
-            print(f"{why}: writing up to {args.n} programs with the offline synthesizer from {len(dev)} labeled dev rows.")
-            return synthesize_programs(task, dev.inputs(), dev.labels, wb._inputs["train"], args.n, seed=args.seed)
-        client = self._client(model, args.base_url)
-        exemplars = select_exemplars(dev.texts, dev.labels, task.classes, seed=args.seed) if dev is not None else None
-        result = generate_programs(task, args.n, client, exemplars=exemplars, budget_usd=args.budget,
-                                   first_sample=args.sample)
-        session.estimate_usd = result.estimate.expected_usd if result.estimate else None
+            print(f"{why}: writing up to {args.n} programs with the offline synthesizer from "
+                  f"{len(wb.writer_rows)} labeled dev rows.")
+            writer = OfflineWriter()
+        else:
+            writer = LLMWriter(self._client(wb.meter, model, args.base_url), budget_usd=args.budget,
+                               first_sample=args.sample)
+        result = wb.write(writer, args.n)
         for failure in result.failures:
             print(f"failed: {failure}")
-        print(f"{model}: {len(result.programs)} of {args.n} programs, {result.cache_hits} from the cache, "
-              f"cost ${result.cost_usd or 0:.4f}")
-        return result.programs
+        if not offline:
+            print(result.note)
+        for program, why in result.rejected:
+            print(f"rejected {program.name}: {why}")
+        if not result.accepted:
+            raise AlchemistError(f"none of the {len(result.programs)} programs passed the smoke test; see the reasons above")
+        return result.accepted
 
     # -- %%alchemist_program ------------------------------------------------------------------------
     @cell_magic("alchemist_program")
@@ -413,8 +401,8 @@ class Alchemist(Magics):
             raise AlchemistError("zeroshot compares with gold labels: run the task with --dev")
         if not self._endpoint_configured():
             raise AlchemistError(f"zeroshot asks the LLM: set ${self.api_key_env} or %config Alchemist.base_url")
-        result = zero_shot_label(session.task, dev.texts, self._client(session.model), sample=args.sample,
-                                 budget_usd=args.budget)
+        result = session.workbench.zero_shot(self._client(session.workbench.meter, session.model), "dev",
+                                             sample=args.sample, budget_usd=args.budget)
         return pd.Series({"rows": len(result.rows), "accuracy": result.accuracy(dev.labels),
                           "cost_usd": result.cost_usd, "failures": result.failures}, name="zero-shot on dev")
 
@@ -424,56 +412,32 @@ class Alchemist(Magics):
         if dev is None or not self._endpoint_configured():
             raise AlchemistError("repair needs labeled dev rows (--dev) and an LLM endpoint "
                                  f"(${self.api_key_env} or %config Alchemist.base_url)")
-        table, n = wb.analysis(), len(wb.datasets["train"])
-        requests = []
-        for j, program in enumerate(wb.programs):
-            stats = analysis_stats(table.loc[program.name], n)
-            if weak_reasons(stats, min_accuracy=args.min_accuracy):
-                wrong, uncovered = repair_examples(dev.texts, dev.labels, wb.matrix("dev")[:, j], session.task.classes)
-                requests.append(RepairRequest(program, stats, wrong, uncovered))
-        if not requests:
+        weak = len(wb.weak_programs(args.min_accuracy))
+        if not weak:
             print("no weak program to repair")
             return None
-        result = repair_programs(session.task, requests, self._client(session.model), existing=wb.programs,
-                                 budget_usd=args.budget)
-        accepted = [p for p in result.programs if wb.add(p)]
-        print(f"{len(accepted)} repaired programs of {len(requests)} weak ones")
+        accepted = wb.repair(self._client(wb.meter, session.model), min_accuracy=args.min_accuracy,
+                             budget_usd=args.budget)
+        print(f"{len(accepted)} repaired programs of {weak} weak ones")
         if accepted:
             self.refresh(session)
             self._show_programs(session, accepted, next_cell=False)
         return None
 
     def _cmd_distill(self, session, args):
-        if importlib.util.find_spec("alchemist_magics.distill.model") is None:
-            raise AlchemistError("distill is not available in this installation")
-        from ..distill.model import DistilledModel
-
         wb = session.workbench
         if wb.label_model is None:
             self.refresh(session)
-        dev = wb.datasets.get("dev")
-        dev = dev if dev is not None and dev.has_labels else None
-        covered = (wb.matrix("train") != -1).any(axis=1)
-        # With labeled dev rows, the dev set also decides whether the student learns the label
-        # model's prior on rows no program voted on (see DistilledModel's `uncovered`).
-        model = DistilledModel(model=args.model, seed=wb.seed, uncovered="auto" if dev is not None else "ignore",
-                               cache_dir=Path(self.root) / "cache" / "features")
-        model.fit(wb.datasets["train"], wb.predict_proba("train"), covered, dev=dev)
-        session.distilled = model
-        rows = {}
-        for split in ("dev", "test"):
-            ds = wb.datasets.get(split)
-            if ds is not None and ds.has_labels:
-                rows[split] = float((model.predict(ds) == ds.labels).mean())
+        model = wb.distill(args.model)
+        scores = wb.distilled_scores("accuracy")
+        n_covered = int((wb.matrix("train") != -1).any(axis=1).sum())
         prior = " and the label model's prior on the uncovered ones" if model.uncovered_ == "prior" else ""
-        print(f"distilled {args.model} on {int(covered.sum())} covered rows{prior}; in Python: _alchemist.distilled")
-        return pd.Series(rows, name="distilled accuracy", dtype=float)
+        print(f"distilled {args.model} on {n_covered} covered rows{prior}; in Python: _alchemist.distilled")
+        return pd.Series({k: v for k, v in scores.items() if not k.endswith("_coverage")},
+                         name="distilled accuracy", dtype=float)
 
     def _cmd_export(self, session, args):
-        task = session.task
-        path = Path(args.path) if args.path else session.workbench.store.folder / "export" / "programs.py"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(export_source(task, session.programs), encoding="utf-8")
+        path = session.workbench.export(args.path)
         print(f"wrote {len(session.programs)} programs to {path} (programs() and snorkel_lfs())")
         return None
 
@@ -489,36 +453,6 @@ class ProgramListing:
 
     def _repr_markdown_(self) -> str:
         return "\n".join(f"```python\n{c}```" for c in self.cells)
-
-
-def export_source(task: TaskSpec, programs: list[Program]) -> str:
-    """A .py file holding the programs' sources, with loaders for plain functions and snorkel LFs."""
-    sources = ",\n".join(f"    {p.name!r}: {p.source!r}" for p in programs)
-    return f'''"""Labeling programs of task {task.name!r}, exported by alchemist_magics."""
-CLASSES = {list(task.classes)!r}
-SOURCES = {{
-{sources},
-}}
-
-
-def programs() -> dict:
-    """Each program's entry function, by name (each program runs in its own namespace, unsandboxed)."""
-    from alchemist_magics.programs import find_entry
-
-    out = {{}}
-    for name, source in SOURCES.items():
-        namespace = {{}}
-        exec(compile(source, name, "exec"), namespace)
-        out[name] = namespace[find_entry(source)[0]]
-    return out
-
-
-def snorkel_lfs(field: str = "text") -> list:
-    """The programs as snorkel LabelingFunctions (outputs normalised to class indices, -1 = abstain)."""
-    from alchemist_magics.programs import LabelSpace, Program, to_snorkel_lfs
-
-    return to_snorkel_lfs([Program(s, name=n) for n, s in SOURCES.items()], LabelSpace(CLASSES), field)
-'''
 
 
 def load_ipython_extension(shell) -> None:
