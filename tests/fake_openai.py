@@ -12,6 +12,13 @@ is a dict with any of:
     body           raw bytes to send instead of JSON (malformed / empty bodies)
     no_choices     True sends ``"choices": []``
     delay          seconds to sleep before answering (slow replies, timeouts)
+    drip           seconds between single bytes of the body (a server that trickles its reply)
+    work           seconds the server "computes" the reply (held under the serial lock, like a
+                   one-request-at-a-time llama.cpp server, even when the client has gone)
+
+``FakeOpenAI(serial=True)`` answers one request at a time (the others wait in its queue), as
+llama-cpp-python's server does; ``served_unread`` counts replies computed for a client that had
+already given up. ``GET /v1/models`` lists ``models`` (``None``: 404).
 
 The server counts requests and sums the ``usage`` it actually sent, so tests can compare the
 client's cost meter with the server's own books.
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import collections
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +53,14 @@ def word_usage(body: dict, content: str) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": len(content.split())}
 
 
+def _client_gone(sock) -> bool:
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 class _Server(ThreadingHTTPServer):
     # socketserver's default listen backlog is 5: a burst of concurrent connects beyond it waits
     # for a SYN retry (~1 s), which would hide the client's real concurrency
@@ -53,9 +70,15 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAI:
     """Start with ``with FakeOpenAI() as server:`` (or ``start()``/``stop()``)."""
 
-    def __init__(self, responder=default_action, latency_s: float = 0.0):
+    def __init__(self, responder=default_action, latency_s: float = 0.0, serial: bool = False,
+                 models: list[str] | None = None):
         self.responder = responder
         self.latency_s = latency_s
+        self.serial = serial
+        self.models = models
+        self.model_list_requests = 0
+        self.served_unread = 0
+        self._serial_lock = threading.Lock()
         self.script: collections.deque = collections.deque()
         self.requests: list[dict] = []
         self.request_times: list[float] = []
@@ -85,6 +108,9 @@ class FakeOpenAI:
             def do_POST(self):  # noqa: N802 - http.server's naming
                 server._handle(self)
 
+            def do_GET(self):  # noqa: N802
+                server._models(self)
+
             def log_message(self, *args):
                 pass
 
@@ -105,6 +131,20 @@ class FakeOpenAI:
         self.stop()
 
     # -- serving ----------------------------------------------------------------------------
+    def _models(self, h: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.model_list_requests += 1
+        if self.models is None or not h.path.rstrip("/").endswith("/models"):
+            payload, status = b'{"error": {"message": "not found"}}', 404
+        else:
+            payload, status = json.dumps({"object": "list", "data": [
+                {"id": m, "object": "model", "owned_by": "local"} for m in self.models]}).encode(), 200
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = json.loads(h.rfile.read(length) or b"{}")
@@ -115,7 +155,11 @@ class FakeOpenAI:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            self._reply(h, body, action)
+            if self.serial:
+                with self._serial_lock:
+                    self._reply(h, body, action)
+            else:
+                self._reply(h, body, action)
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -124,6 +168,8 @@ class FakeOpenAI:
         if action is None:
             action = self.responder(body)
         time.sleep(action.get("delay", self.latency_s))
+        if action.get("work"):
+            time.sleep(action["work"])
         status = action.get("status", 200)
         usage = None
         if "body" in action:
@@ -140,8 +186,12 @@ class FakeOpenAI:
             payload = json.dumps({
                 "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
                 "created": int(time.time()), "model": body.get("model", "fake"),
-                "choices": choices, "usage": {**usage, "total_tokens": sum(usage.values())},
+                "choices": choices, "usage": {**usage, "total_tokens": sum(v for v in usage.values() if isinstance(v, int))},
             }).encode()
+        if _client_gone(h.connection):  # the client gave up while we worked: nobody reads this
+            with self._lock:
+                self.served_unread += 1
+            return
         try:
             h.send_response(status)
             h.send_header("Content-Type", "application/json")
@@ -149,10 +199,20 @@ class FakeOpenAI:
             for name, value in action.get("headers", {}).items():
                 h.send_header(name, value)
             h.end_headers()
-            h.wfile.write(payload)
+            if action.get("drip"):
+                for i in range(len(payload)):
+                    h.wfile.write(payload[i:i + 1])
+                    h.wfile.flush()
+                    time.sleep(action["drip"])
+            else:
+                h.wfile.write(payload)
+            h.wfile.flush()
         except OSError:  # the client gave up (timeout): nothing was delivered, nothing billed
+            with self._lock:
+                self.served_unread += 1
             return
         if usage is not None:
             with self._lock:
                 for k in self.served:
-                    self.served[k] += usage[k]
+                    if isinstance(usage.get(k), int):
+                        self.served[k] += usage[k]

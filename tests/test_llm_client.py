@@ -42,8 +42,13 @@ def test_cached_rerun_needs_no_api_key(fake_server, make_client, monkeypatch):
     client = make_client()
     client.complete(MSG)
     monkeypatch.delenv("ALCHEMIST_TEST_FAKE_KEY")
-    rerun = LLMClient(cache=client.cache, model="gpt-4o", api_key_env="ALCHEMIST_TEST_FAKE_KEY")
+    rerun = LLMClient(cache=client.cache, model="gpt-4o", api_key_env="ALCHEMIST_TEST_FAKE_KEY",
+                      base_url=fake_server.base_url)
     assert rerun.complete(MSG).cached
+    # The endpoint is part of the key: the same prompt to another server is another request.
+    elsewhere = LLMClient(cache=client.cache, model="gpt-4o", api_key_env="ALCHEMIST_TEST_FAKE_KEY",
+                          base_url="http://127.0.0.1:9/v1")
+    assert elsewhere._prepare(Request(MSG))[1] != rerun._prepare(Request(MSG))[1]
 
 
 def test_errors_are_never_cached(fake_server, make_client):
@@ -171,7 +176,7 @@ def test_unknown_model_price_is_unknown_not_a_crash(fake_server, make_client):
         result = client.complete(MSG)
     assert result.ok and result.cost_usd is None
     assert client.meter.summary()["cost_usd"] is None and client.meter.unknown_cost_requests == 1
-    with pytest.raises(BudgetExceeded, match="no known price"):
+    with pytest.raises(BudgetExceeded, match="price is unknown. Give the budget in tokens"):
         make_client(model="my-local-llama", meter=CostMeter(budget_usd=1.0)).complete([{"role": "user", "content": "x"}])
 
 

@@ -146,16 +146,26 @@ class CostRecord:
     cost_usd: float | None
     cached: bool
     purpose: str = ""
+    elapsed_s: float = 0.0
+    local: bool = False
+    usage_fault: str | None = None  # why the reported usage was clamped, when it was
 
 
 @dataclass
 class CostMeter:
-    """Records every request's tokens and cost, and enforces an optional hard budget.
+    """Records every request's tokens and cost, and enforces optional hard budgets.
 
-    Before each network attempt the caller ``reserve()``s the worst case (prompt upper bound +
-    ``max_tokens``); after the reply it ``settle()``s with the exact usage. The sum of settled
-    cost and open reservations never exceeds ``budget_usd``: a reservation that does not fit
-    waits for in-flight requests to settle and raises ``BudgetExceeded`` if it still does not.
+    ``budget_usd`` caps dollars (needs a known price), ``budget_tokens`` caps tokens (prompt +
+    completion; works for any model, local ones included). Before each network attempt the caller
+    ``reserve()``s the worst case (prompt upper bound + ``max_tokens``); after the reply it
+    ``record()``s the exact usage and ``release()``s the reservation. Settled spend plus open
+    reservations never exceed a budget: a reservation that does not fit waits for in-flight
+    requests to settle and raises ``BudgetExceeded`` if it still does not.
+
+    Reported usage outside what the request could use (negative, more completion tokens than
+    ``max_tokens``, or, while a budget is set, more prompt tokens than the worst case) is clamped into that range and counted
+    in ``usage_faults`` (the raw numbers stay in ``reported_tokens``), so a lying server can never
+    push spending past a budget.
     """
 
     budget_usd: float | None = None
@@ -165,75 +175,129 @@ class CostMeter:
     unknown_cost_requests: int = 0
     # Attempts that timed out after sending: the provider may bill them, the reply never says.
     unaccounted_usd: float = 0.0
+    budget_tokens: int | None = None
+    unaccounted_tokens: int = 0
+    usage_faults: int = 0
+    reported_tokens: list[int] = field(default_factory=lambda: [0, 0])  # raw usage as the server said
 
     def __post_init__(self):
         self._reserved = 0.0
+        self._reserved_tokens = 0
         self._in_flight = 0
         self._cond = threading.Condition()
 
     # -- budget -----------------------------------------------------------------------------
     def worst_case_usd(self, model: str, messages: list[dict], max_tokens: int) -> float | None:
+        if self.prices.lookup(model) is None:
+            return None
         return self.prices.cost(model, worst_case_prompt_tokens(messages), max_tokens)
 
     def check_budget_possible(self, model: str) -> None:
-        """Raise BudgetExceeded when a budget is set but the model's price is unknown."""
+        """Raise BudgetExceeded when a dollar budget is set but the model's price is unknown."""
         if self.budget_usd is not None and self.prices.lookup(model) is None:
-            raise BudgetExceeded(f"cannot enforce budget_usd={self.budget_usd} for model {model!r} "
-                                 f"with no known price; add it with meter.prices.set({model!r}, in, out)")
+            raise BudgetExceeded(f"cannot enforce a ${self.budget_usd} budget for model {model!r}: its price is "
+                                 f"unknown. Give the budget in tokens instead (budget_tokens=...) "
+                                 f"or set a price "
+                                 f"(meter.prices.set({model!r}, usd_per_1m_in, usd_per_1m_out))")
+
+    @property
+    def spent_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     @contextlib.contextmanager
-    def limit(self, budget_usd: float | None):
-        """Within the block, spend at most ``budget_usd`` more (on top of any overall budget)."""
-        if budget_usd is None:
-            yield self
-            return
-        saved = self.budget_usd
+    def limit(self, budget_usd: float | None = None, budget_tokens: int | None = None):
+        """Within the block, spend at most ``budget_usd`` / ``budget_tokens`` more (on top of any
+        overall budget)."""
+        saved, saved_tokens = self.budget_usd, self.budget_tokens
         with self._cond:
-            cap = self.spent_usd + self.unaccounted_usd + self._reserved + budget_usd
-            self.budget_usd = cap if saved is None else min(saved, cap)
+            if budget_usd is not None:
+                cap = self.spent_usd + self.unaccounted_usd + self._reserved + budget_usd
+                self.budget_usd = cap if saved is None else min(saved, cap)
+            if budget_tokens is not None:
+                cap = self.spent_tokens + self.unaccounted_tokens + self._reserved_tokens + int(budget_tokens)
+                self.budget_tokens = cap if saved_tokens is None else min(saved_tokens, cap)
         try:
             yield self
         finally:
-            self.budget_usd = saved
+            self.budget_usd, self.budget_tokens = saved, saved_tokens
 
-    def reserve(self, amount_usd: float | None) -> float:
-        """Hold ``amount_usd`` of the budget for one attempt; returns the amount held."""
-        if self.budget_usd is None:
-            return 0.0
-        if amount_usd is None:
-            raise BudgetExceeded("cannot reserve budget for a request whose price is unknown")
+    def reserve(self, amount_usd: float | None, tokens: int = 0) -> tuple[float, int]:
+        """Hold ``amount_usd`` and ``tokens`` of the budgets for one attempt; returns the handle
+        to pass to :meth:`release`."""
+        if self.budget_usd is None and self.budget_tokens is None:
+            return (0.0, 0)
+        if self.budget_usd is not None and amount_usd is None:
+            raise BudgetExceeded("cannot reserve a dollar budget for a request whose price is unknown; "
+                                 "use budget_tokens")
+        usd = amount_usd if self.budget_usd is not None else 0.0
+        tokens = int(tokens) if self.budget_tokens is not None else 0
         with self._cond:
-            while self.spent_usd + self.unaccounted_usd + self._reserved + amount_usd > self.budget_usd:
+            while not self._fits(usd, tokens):
                 if self._in_flight == 0:
-                    left = self.budget_usd - self.spent_usd - self.unaccounted_usd
-                    raise BudgetExceeded(f"budget ${self.budget_usd:.4f}: ${left:.4f} left, this "
-                                         f"request may cost up to ${amount_usd:.4f}")
+                    if self.budget_usd is not None and not self._fits(usd, 0):
+                        left = self.budget_usd - self.spent_usd - self.unaccounted_usd
+                        raise BudgetExceeded(f"budget ${self.budget_usd:.4f}: ${left:.4f} left, this "
+                                             f"request may cost up to ${usd:.4f}")
+                    left = self.budget_tokens - self.spent_tokens - self.unaccounted_tokens
+                    raise BudgetExceeded(f"budget {self.budget_tokens} tokens: {left} left, this request "
+                                         f"may use up to {tokens}")
                 self._cond.wait()
-            self._reserved += amount_usd
+            self._reserved += usd
+            self._reserved_tokens += tokens
             self._in_flight += 1
-            return amount_usd
+            return (usd, tokens)
 
-    def release(self, held_usd: float, *, maybe_billed: bool = False) -> None:
+    def _fits(self, usd: float, tokens: int) -> bool:
+        if self.budget_usd is not None and \
+                self.spent_usd + self.unaccounted_usd + self._reserved + usd > self.budget_usd + 1e-15:
+            return False
+        if self.budget_tokens is not None and \
+                self.spent_tokens + self.unaccounted_tokens + self._reserved_tokens + tokens > self.budget_tokens:
+            return False
+        return True
+
+    def release(self, held, *, maybe_billed: bool = False) -> None:
         """End a reservation. ``maybe_billed``: the attempt's cost is unknowable (timeout after
         sending), so keep its worst case counted against the budget."""
-        if self.budget_usd is None:
+        usd, tokens = held if isinstance(held, tuple) else (held, 0)
+        if self.budget_usd is None and self.budget_tokens is None and not (usd or tokens):
             return
         with self._cond:
-            self._reserved -= held_usd
-            self._in_flight -= 1
+            self._reserved -= usd
+            self._reserved_tokens -= tokens
+            self._in_flight = max(0, self._in_flight - 1)
             if maybe_billed:
-                self.unaccounted_usd += held_usd
+                self.unaccounted_usd += usd
+                self.unaccounted_tokens += tokens
             self._cond.notify_all()
 
     # -- recording --------------------------------------------------------------------------
     def record(self, model: str, prompt_tokens: int, completion_tokens: int, *, cached: bool = False,
-               purpose: str = "") -> CostRecord:
-        """Record one reply (a cache hit costs $0 and no tokens are billed)."""
+               purpose: str = "", max_prompt_tokens: int | None = None, max_completion_tokens: int | None = None,
+               elapsed_s: float = 0.0, local: bool = False) -> CostRecord:
+        """Record one reply (a cache hit costs $0 and no tokens are billed). Usage outside
+        ``[0, max_*]`` is clamped and counted as a usage fault."""
+        fault = None
+        raw = (prompt_tokens, completion_tokens)
+        if not cached:
+            # A prompt over the worst-case bound only matters to a budget (a chat template may add
+            # more than the bound assumes); completion tokens over max_tokens are always wrong.
+            budgeted = self.budget_usd is not None or self.budget_tokens is not None
+            prompt_tokens = _clamp(prompt_tokens, max_prompt_tokens if budgeted else None)
+            completion_tokens = _clamp(completion_tokens, max_completion_tokens)
+            if (prompt_tokens, completion_tokens) != raw:
+                fault = (f"server reported usage {raw[0]}+{raw[1]} tokens, outside what the request could "
+                         f"use; counted as {prompt_tokens}+{completion_tokens}")
         cost = 0.0 if cached else self.prices.cost(model, prompt_tokens, completion_tokens)
         rec = CostRecord(model, 0 if cached else prompt_tokens, 0 if cached else completion_tokens,
-                         cost, cached, purpose)
+                         cost, cached, purpose, elapsed_s, local, fault)
         with self._cond:
             self.records.append(rec)
+            if not cached:
+                self.reported_tokens[0] += raw[0]
+                self.reported_tokens[1] += raw[1]
+            if fault:
+                self.usage_faults += 1
             if cost is None:
                 self.unknown_cost_requests += 1
             else:
@@ -258,6 +322,16 @@ class CostMeter:
     def cache_hits(self) -> int:
         return sum(r.cached for r in self.records)
 
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds spent waiting for replies (summed over requests)."""
+        return sum(r.elapsed_s for r in self.records)
+
+    def cost_text(self) -> str:
+        """The cost as a person should read it: dollars when every price is known; for a local
+        model ``local: N tokens, T s``; else ``unknown`` with the tokens (never a fake $0)."""
+        return describe_cost(self.records, self.spent_usd)
+
     def summary(self) -> dict:
         """Totals as plain data (cost is None when any request had an unknown price)."""
         return {
@@ -267,14 +341,37 @@ class CostMeter:
             "known_cost_usd": round(self.spent_usd, 8),
             "unknown_cost_requests": self.unknown_cost_requests,
             "unaccounted_usd": round(self.unaccounted_usd, 8),
-            "budget_usd": self.budget_usd,
+            "unaccounted_tokens": self.unaccounted_tokens,
+            "budget_usd": self.budget_usd, "budget_tokens": self.budget_tokens,
+            "usage_faults": self.usage_faults, "elapsed_s": round(self.elapsed_s, 3),
+            "cost_text": self.cost_text(),
         }
 
     def __repr__(self) -> str:
         s = self.summary()
-        cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
         return (f"CostMeter({s['requests']} requests, {s['cache_hits']} cache hits, "
-                f"{s['prompt_tokens']}+{s['completion_tokens']} tokens, {cost})")
+                f"{s['prompt_tokens']}+{s['completion_tokens']} tokens, {s['cost_text']})")
+
+
+def _clamp(value, upper: int | None) -> int:
+    value = max(0, int(value))
+    return value if upper is None else min(value, int(upper))
+
+
+def describe_cost(records, spent_usd: float | None = None) -> str:
+    """``$0.0123``, ``local: 5210 tokens, 84.2 s`` or ``unknown (5210 tokens; no price for m)``."""
+    billed = [r for r in records if not r.cached]
+    if not billed:
+        return "$0.0000 (all from the cache)" if records else "$0.0000"
+    unknown = [r for r in billed if r.cost_usd is None]
+    if not unknown:
+        usd = sum(r.cost_usd for r in billed) if spent_usd is None else spent_usd
+        return f"${usd:.4f}"
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in billed)
+    if all(r.local for r in unknown) and len(unknown) == len(billed):
+        return f"local: {tokens} tokens, {sum(r.elapsed_s for r in billed):.1f} s"
+    models = ", ".join(sorted({r.model for r in unknown}))
+    return f"unknown ({tokens} tokens; no price for {models})"
 
 
 # A labeling program in a fenced block with a short explanation is typically 200-400 tokens;
