@@ -339,7 +339,7 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
             fit = np.setdiff1d(np.arange(len(y)), part)
             if len(set(y[fit].tolist())) < 2:
                 continue
-            fold_phr = phrases if phrases is not None else mine_phrases([texts_l[i] for i in fit], y[fit], k)
+            fold_phr = [[] for _ in range(k)]  # no program reads the phrase scores: skip mining them per fold
             con = _build(task, [texts_l[i] for i in fit], E_l[fit], y[fit], E_u, encoder, rounds, fold_phr,
                          phrase_vectors)
             S_fit, S_part = E_l[fit] @ con.vectors.T, E_l[part] @ con.vectors.T

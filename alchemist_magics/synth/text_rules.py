@@ -116,9 +116,10 @@ def synthesize_programs(
     features, X = _featurize(texts_l + texts_u)
     X_l, X_u = X[: len(texts_l)], X[len(texts_l):]
     k = task.cardinality
-    plan = _plan(X_l, y, X_u, features, k, n_programs)
+    junk = _junk_mask(features)
+    plan = _plan(X_l, y, X_u, features, k, n_programs, junk)
     # Cross-fitting: the same recipe without each fold of the labeled rows, scored on that fold.
-    held = _crossfit_votes(X_l, y, X_u, features, k, n_programs, seed, crossfit) if crossfit else {}
+    held = _crossfit_votes(X_l, y, X_u, features, k, n_programs, seed, crossfit, junk) if crossfit else {}
     sources, stats = [], []
     for key, label, kind, rules in plan:
         votes = _votes(X_l, label, kind, rules)
@@ -139,7 +140,7 @@ def synthesize_programs(
     return [Program(src, provenance=prov) for src, prov in zip(unique_names(sources), provenance)]
 
 
-def _plan(X_l, y, X_u, features, k: int, n_programs: int) -> list[tuple]:
+def _plan(X_l, y, X_u, features, k: int, n_programs: int, junk: np.ndarray | None = None) -> list[tuple]:
     """The programs to write, as (key, label, kind, rules): ``key`` names a program across folds
     (``("decision",)`` or ``(label, kind, i)`` for the i-th program of that class and kind)."""
     Y_l = np.eye(k)[y]
@@ -147,7 +148,7 @@ def _plan(X_l, y, X_u, features, k: int, n_programs: int) -> list[tuple]:
     # same evidence again and drift, so EM leaves them out (they still become rules below).
     em = np.array([f.kind != "pair" for f in features])
     P_u = _em_naive_bayes(X_l[:, em], Y_l, X_u[:, em])
-    rules = _mine_rules(X_l, Y_l, X_u, P_u, features)
+    rules = _mine_rules(X_l, Y_l, X_u, P_u, features, junk)
     # With 3+ classes, one ordered list replaces the per-class opening programs, whose votes conflict.
     ordered = _decision_list(X_l, Y_l, X_u, P_u, features) if k >= 3 else []
     if len({r.label for r in ordered}) < 2:
@@ -172,7 +173,7 @@ def _votes(X, label: int, kind: str, rules: list[_Rule]) -> np.ndarray:
     return np.where(fired, label, -1)
 
 
-def _crossfit_votes(X_l, y, X_u, features, k, n_programs, seed, folds) -> dict:
+def _crossfit_votes(X_l, y, X_u, features, k, n_programs, seed, folds, junk=None) -> dict:
     """Held-out votes per program key: for each fold, the programs planned without its rows vote on it."""
     parts = np.array_split(np.random.default_rng(seed).permutation(len(y)), min(folds, len(y)))
     out: dict[tuple, np.ndarray] = {}
@@ -180,7 +181,7 @@ def _crossfit_votes(X_l, y, X_u, features, k, n_programs, seed, folds) -> dict:
         fit = np.setdiff1d(np.arange(len(y)), part)
         if not len(part) or len(set(y[fit].tolist())) < 2:
             continue
-        for key, label, kind, rules in _plan(X_l[fit], y[fit], X_u, features, k, n_programs):
+        for key, label, kind, rules in _plan(X_l[fit], y[fit], X_u, features, k, n_programs, junk):
             out.setdefault(key, np.full(len(y), -1))[part] = _votes(X_l[part], label, kind, rules)
     return out
 
@@ -264,14 +265,15 @@ def _precisions(X_l, Y_l, X_u, P_u):
     return precision, precision_l, counts_l, support, prior, least
 
 
-def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
+def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature], junk: np.ndarray | None = None) -> list[_Rule]:
     """Features whose smoothed precision for a class is well above that class's prior."""
     precision, precision_l, counts_l, support, prior, least = _precisions(X_l, Y_l, X_u, P_u)
+    junk = _junk_mask(features) if junk is None else junk
     floor = prior + LIFT * (1.0 - prior)
     # The labeled rows must not contradict the rule (smoothed labeled precision above the prior).
     ok = (precision >= floor) & (precision_l >= prior) & (support[:, None] >= least)
     ok &= Y_l.sum(axis=0) > 0  # never vote for a class no labeled row has
-    ok &= np.array([not _junk(f) for f in features])[:, None]
+    ok &= ~junk[:, None]
     # Shapes and lengths are few and broad: they must prove themselves on the labeled rows.
     single = np.array([f.kind in ("shape", "short", "long") for f in features])
     ok[single] &= counts_l[single] >= MIN_LABELED_HITS
@@ -286,11 +288,12 @@ def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:
     return sorted(rules, key=lambda r: (-r.precision, r.feature))
 
 
-def _junk(feature: _Feature) -> bool:
+_JUNK = re.compile(r"(?:^|[ +])(?:\d+|(?:19|20)\d\ds?)(?:$|[ +])")
+
+
+def _junk_mask(features: list[_Feature]) -> np.ndarray:
     """Words that make poor keywords: bare numbers and years (they name single rows, not classes)."""
-    if feature.kind not in ("word", "pair"):
-        return False
-    return any(re.fullmatch(r"\d+|(?:19|20)\d\ds?", part) for part in re.split(r"[ +]", feature.key))
+    return np.array([f.kind in ("word", "pair") and _JUNK.search(f.key) is not None for f in features], dtype=bool)
 
 
 def _decision_list(X_l, Y_l, X_u, P_u, features: list[_Feature]) -> list[_Rule]:

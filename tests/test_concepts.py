@@ -1,0 +1,136 @@
+"""synth.concepts: text concept programs over sentence-embedding scores, with a toy encoder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alchemist_magics.programs import LabelSpace, apply_programs, check_program
+from alchemist_magics.synth.concepts import (class_phrase, junk_token, mine_phrases, row_input,
+                                             synthesize_concept_programs, synthesize_text_programs)
+from alchemist_magics.synth import synthesize_programs
+from alchemist_magics.task import TaskSpec
+
+TASK = TaskSpec(name="topics", description="Which topic?", classes=["sport", "food", "tech"])
+VOCAB = {0: ["goal", "match", "team", "coach"], 1: ["pizza", "bread", "cheese", "soup"],
+         2: ["laptop", "chip", "code", "server"]}
+FILLER = ["the", "and", "today", "really", "great", "some", "news"]
+
+
+class BagEncoder:
+    """A deterministic toy sentence encoder: a normalised bag of words over a fixed vocabulary."""
+
+    def __init__(self):
+        words = [w for ws in VOCAB.values() for w in ws] + FILLER + ["sport", "food", "tech"]
+        self.index = {w: i for i, w in enumerate(words)}
+        self.calls = 0
+
+    def transform(self, texts):
+        self.calls += len(texts)
+        out = np.zeros((len(texts), len(self.index)), dtype=np.float32)
+        for r, text in enumerate(texts):
+            for w in text.lower().split():
+                if w in self.index:
+                    out[r, self.index[w]] += 1
+        out += 1e-3
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def make(n, seed, noise=0.0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    texts = []
+    for c in y:
+        c_words = c if rng.random() >= noise else rng.integers(0, 3)
+        texts.append(" ".join(list(rng.choice(VOCAB[c_words], 2)) + list(rng.choice(FILLER, 3))))
+    return texts, y
+
+
+def test_junk_tokens_and_class_phrases():
+    assert junk_token("1999") and junk_token("42") and junk_token("the") and junk_token("x")
+    assert not junk_token("goal") and not junk_token("150p")
+    assert class_phrase("Sci/Tech") == "sci tech" and class_phrase("comp.sys.mac") == "comp sys mac"
+    assert class_phrase("O (3 train samples only)") == "o"
+
+
+def test_mined_phrases_are_typical_of_their_class():
+    texts, y = make(90, 0)
+    phrases = mine_phrases(texts, y, 3)
+    for c in range(3):
+        assert phrases[c] and all(any(w in VOCAB[c] for w in p.split()) for p in phrases[c])
+
+
+def test_concept_programs_run_in_the_sandbox_and_state_crossfitted_accuracy():
+    texts, y = make(60, 1, noise=0.1)
+    pool, _ = make(300, 2)
+    test, y_test = make(300, 3)
+    enc = BagEncoder()
+    res = synthesize_concept_programs(TASK, texts, y, pool, encoder=enc, seed=0)
+    kinds = [p.provenance["stats"]["kind"] for p in res.programs]
+    assert "concept_nearest_profile" in kinds and kinds.count("concept_profile_margin") == 3
+    for program in res.programs:
+        assert check_program(program.source).ok
+        stats = program.provenance["stats"]
+        assert f"{stats['crossfit_right']}/{stats['crossfit_fired']} right" in program.source
+        assert "Cross-fitted on the 60 labeled rows" in program.source
+    # held-out votes are what the comments count
+    j = kinds.index("concept_nearest_profile")
+    assert res.programs[j].provenance["stats"]["crossfit_right"] == int((res.heldout_votes[:, j] == y).sum())
+    data = res.concepts.dataset(test)
+    assert data.input_columns[0] == "text" and "proto_sport" in data.input_columns
+    L = apply_programs(res.programs, data.inputs(), LabelSpace(TASK.classes), progress=False).L
+    nearest = L[:, j]
+    assert (nearest >= 0).all() and (nearest == y_test).mean() > 0.85
+    # the numpy rule and the sandboxed program agree on every row
+    assert (L[:, j] == res.concepts.scores(test)[[c for c in data.input_columns if c.startswith("proto_")]]
+            .to_numpy().argmax(axis=1)).all()
+
+
+def test_a_class_without_labeled_rows_gets_a_note_not_a_profile():
+    texts, y = make(60, 4)
+    keep = y != 2
+    res = synthesize_concept_programs(TASK, [t for t, k in zip(texts, keep) if k], y[keep], encoder=BagEncoder())
+    assert any("'tech' has no labeled row" in n for n in res.notes)
+    assert not any(c["kind"] == "profile" and c["class"] == 2 for c in res.concepts.concepts)
+
+
+def test_row_input_keeps_votes():
+    texts, y = make(60, 5)
+    program = synthesize_programs(TASK, texts, y, n_programs=1)[0]
+    rowed = row_input(program)
+    assert "def " + program.name + "(x):" in rowed.source and "text = x.text" in rowed.source
+    enc = BagEncoder()
+    res = synthesize_concept_programs(TASK, texts, y, encoder=enc)
+    data = res.concepts.dataset(texts)
+    space = LabelSpace(TASK.classes)
+    a = apply_programs([program], texts, space, progress=False).L
+    b = apply_programs([rowed], data.inputs(), space, progress=False).L
+    assert (a == b).all()
+
+
+def test_text_programs_drop_chance_programs_and_cover_every_labeled_class():
+    texts, y = make(90, 6, noise=0.2)
+    pool, _ = make(400, 7)
+    res = synthesize_text_programs(TASK, texts, y, pool, encoder=BagEncoder(), seed=0)
+    assert res.heldout_votes.shape == (90, len(res.programs))
+    for program, flag in res.flagged:
+        assert program not in res.programs
+        if flag is not None:
+            assert flag.status in ("not_above_prior", "inverted") and any(flag.name in n for n in res.notes)
+    for program in res.programs:
+        assert program.provenance["stats"]["crossfit_status"] in ("ok", "never_fired")
+    assert not [n for n in res.notes if "no kept program" in n]
+
+
+def test_embeddings_are_not_recomputed_when_given():
+    texts, y = make(60, 8)
+    pool, _ = make(200, 9)
+    enc = BagEncoder()
+    E_l, E_u = enc.transform(texts), enc.transform(pool)
+    enc.calls = 0
+    synthesize_concept_programs(TASK, texts, y, pool, encoder=enc, labeled_embeddings=E_l, unlabeled_embeddings=E_u)
+    assert enc.calls < 50  # only class names and mined phrases were embedded
+
+
+def test_needs_two_labeled_classes():
+    with pytest.raises(ValueError, match="two different classes"):
+        synthesize_concept_programs(TASK, ["goal match"] * 5, [0] * 5, encoder=BagEncoder())
