@@ -23,8 +23,9 @@ from .llm.cost import CostMeter
 from .llm.provenance import ProgramStore
 from .llm.repair import RepairRequest, analysis_stats, repair_examples, repair_programs, weak_reasons
 from .llm.zero_shot import zero_shot_counterfactual, zero_shot_label
-from .programs import ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
+from .programs import ABSTAIN, FAULT, ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
 from .programs.export import export_source
+from .programs.snorkel_compat import from_snorkel, is_labeling_function
 from .programs.writer import WriteResult, as_writer
 from .task import TaskSpec
 
@@ -121,8 +122,11 @@ class Workbench:
         """Check, smoke-test and register a program; a program with the same name is replaced.
 
         Returns False (and records the reason in ``rejected``) when the program is refused.
-        Registration does not run it over the data: call :meth:`apply`.
+        Registration does not run it over the data: call :meth:`apply`. A snorkel
+        ``LabelingFunction`` is turned into a program first (``programs.from_snorkel``).
         """
+        if is_labeling_function(program):
+            program = from_snorkel([program], field=self._input_field())[0]
         program = program if isinstance(program, Program) else Program(program)
         if smoke:
             sample = [self._inputs["train"][i] for i in self._smoke_rows]
@@ -251,9 +255,10 @@ class Workbench:
         """Hard labels; rows no program covers are -1 unless ``uncovered="prior"``."""
         return self._model().predict(self.matrix(split), uncovered=uncovered)
 
-    def labels(self, split: str = "train") -> pd.DataFrame:
+    def labels(self, split: str = "train", votes: bool = False) -> pd.DataFrame:
         """The split's rows with the label model's answer: input columns, ``label`` (class name,
-        empty where no program voted), ``confidence`` (its probability) and ``covered``."""
+        empty where no program voted), ``confidence`` (its probability) and ``covered``; with
+        ``votes=True`` also one column per program (``vote:<name>``, its class name or empty)."""
         ds = self._split(split)
         proba = self.predict_proba(split)
         pred = self.predict(split)
@@ -261,6 +266,59 @@ class Workbench:
         frame["label"] = [self.task.classes[p] if p >= 0 else None for p in pred]
         frame["confidence"] = proba.max(axis=1)
         frame["covered"] = covered(self.matrix(split))
+        if votes:
+            for j, name in enumerate(self._program_names(split)):
+                frame[f"vote:{name}"] = self._class_names(self.matrix(split)[:, j])
+        return frame
+
+    def examples(self, name: str, kind: str = "covered", split: str | None = None,
+                 limit: int | None = None) -> pd.DataFrame:
+        """The rows behind one program's numbers, with their text (what snorkel users get from
+        ``L[:, j]`` slices and ``get_label_buckets``, by name).
+
+        ``kind``: ``"covered"`` (rows it votes on: ``vote``, and ``gold`` on labeled splits),
+        ``"wrong"`` (labeled rows where its vote is not the gold label; default split dev),
+        ``"conflicts"`` (rows where another program votes another class; ``others`` names them),
+        ``"errors"`` (rows on which it raised; ``attrs["message"]`` holds its first error).
+        ``attrs`` also has ``split``, ``program``, ``kind`` and ``status``. The index is the
+        split's row index; ``limit`` keeps the first rows.
+        """
+        kinds = ("covered", "wrong", "conflicts", "errors")
+        if kind not in kinds:
+            raise ValueError(f"unknown kind {kind!r}; kinds: {list(kinds)}")
+        split = split or ("dev" if kind == "wrong" else "train")
+        ds = self._split(split, labeled=kind == "wrong")
+        names = self._program_names(split)
+        if name not in names:
+            raise KeyError(f"no program named {name!r}; programs: {names}")
+        j, L = names.index(name), self.matrix(split)
+        column = L[:, j]
+        run = self.results[split].runs[j] if split in self.results else None
+        gold = ds.labels
+        others = np.delete(L, j, axis=1)
+        if kind == "covered":
+            mask = column != ABSTAIN
+        elif kind == "wrong":
+            mask = (column != ABSTAIN) & (gold >= 0) & (column != gold)
+        elif kind == "conflicts":
+            mask = (column != ABSTAIN) & ((others != ABSTAIN) & (others != column[:, None])).any(axis=1)
+        else:
+            codes = run.codes if run is not None and run.codes is not None else np.full(len(column), ABSTAIN)
+            mask = np.asarray(codes) == FAULT
+        rows = np.flatnonzero(mask)
+        if limit is not None:
+            rows = rows[:limit]
+        frame = ds.frame.iloc[rows][ds.input_columns].copy()
+        frame["vote"] = self._class_names(column[rows])
+        if gold is not None:
+            frame["gold"] = self._class_names(gold[rows])
+        if kind == "conflicts":
+            other_names = [n for n in names if n != name]
+            frame["others"] = [", ".join(f"{other_names[k]}={self.task.classes[v]}" for k, v in enumerate(row)
+                                         if v != ABSTAIN and v != column[i])
+                               for i, row in zip(rows, others[rows])]
+        frame.attrs.update(split=split, program=name, kind=kind, status=run.status if run is not None else None,
+                           message=run.message if run is not None else None)
         return frame
 
     def scores(self, split: str = "test", metric: str = "accuracy") -> dict:
@@ -413,6 +471,18 @@ class Workbench:
                 "ratio": zero["usd"] / programs_usd if zero["usd"] and programs_usd else None}
 
     # -- helpers --------------------------------------------------------------------------------
+    def _input_field(self) -> str:
+        columns = self.datasets["train"].input_columns
+        return columns[0] if len(columns) == 1 else "text"
+
+    def _program_names(self, split: str) -> list[str]:
+        if split in self.results:
+            return [r.program.name for r in self.results[split].runs]
+        return [p.name for p in self.programs]
+
+    def _class_names(self, codes) -> list:
+        return [self.task.classes[int(c)] if 0 <= int(c) < len(self.task.classes) else None for c in codes]
+
     def _split(self, split: str, labeled: bool = False) -> Dataset:
         ds = self.datasets.get(split)
         if ds is None:

@@ -29,7 +29,7 @@ from ..synth.writer import OfflineWriter
 from ..task import TaskSpec
 from ..workbench import Workbench
 from .comm import program_cell, send_program_cells, send_stats, stats_message
-from .panel import Panel
+from .panel import Panel, write_labels
 
 
 class AlchemistError(Exception):
@@ -147,6 +147,7 @@ def _line_parser() -> _Parser:
                        ("repair", "ask the LLM to improve weak programs"),
                        ("distill", "train a small model on the label model's labels"),
                        ("export", "write the programs as a .py file with snorkel LFs"),
+                       ("labels", "the rows with the label model's label, confidence and coverage"),
                        ("config", "show the settings")]:
         s = sub.add_parser(name, help=text, description=text)
         if name != "config":
@@ -163,6 +164,10 @@ def _line_parser() -> _Parser:
             s.add_argument("--model", default="mlp", choices=["mlp", "logreg"])
         if name == "export":
             s.add_argument("--to", dest="path", help="output file (default <root>/<task>/export/programs.py)")
+        if name == "labels":
+            s.add_argument("--split", default="train", help="train (default), dev or test")
+            s.add_argument("--votes", action="store_true", help="also one column per program")
+            s.add_argument("--to", dest="path", help="also write them to FILE.csv or FILE.parquet")
     return p
 
 
@@ -296,7 +301,7 @@ class Alchemist(Magics):
         if offline and dev is None:
             raise AlchemistError(f"no LLM endpoint configured (set ${self.api_key_env} or %config Alchemist.base_url) "
                                  "and the offline synthesizer needs labeled rows: pass --dev VARIABLE")
-        session = TaskSession(task, wb, Panel(task.name), model)
+        session = TaskSession(task, wb, Panel(task.name, workbench=wb), model)
         session.panel.progress(0, args.n, f"writing {args.n} programs")
         display(session.panel)
         accepted = self._write_programs(session, args, model, offline)
@@ -435,6 +440,11 @@ class Alchemist(Magics):
         print(f"distilled {args.model} on {n_covered} covered rows{prior}; in Python: _alchemist.distilled")
         return pd.Series({k: v for k, v in scores.items() if not k.endswith("_coverage")},
                          name="distilled accuracy", dtype=float)
+
+    def _cmd_labels(self, session, args):
+        if session.workbench.label_model is None:
+            self.refresh(session)
+        return write_labels(session.workbench.labels(args.split, votes=args.votes), args.path)
 
     def _cmd_export(self, session, args):
         path = session.workbench.export(args.path)

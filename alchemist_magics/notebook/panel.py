@@ -1,71 +1,187 @@
-"""The analysis panel: program matrix, label-model choice, cost meter and progress, in one widget.
+"""The analysis panel: program matrix, label-model choice, cost meter, progress and a drill-down.
 
-The panel is an ipywidgets box when widgets render (it updates in place when a program cell is
-run) and a plain HTML table elsewhere (``_repr_html_``). Its text repr has no memory address, so
-nbval can compare it.
+One display, two forms kept in step. Where widgets render, the panel is an ipywidgets box that
+redraws in place when a program cell runs; every display of it also carries a static ``text/html``
+and ``text/plain`` form of the same content under one ``display_id``, and every :meth:`Panel.update`
+re-sends both (``update_display``), so a saved notebook, nbconvert, nbviewer, GitHub, a closed
+kernel, nbval and widget-less frontends show the last real state rather than the first.
+
+Colours are JupyterLab's theme variables (``--jp-*``) plus three tints (good, warn, bad) that
+set their own text colour, light and dark (``panel.css``); the text repr has no memory address.
 """
 from __future__ import annotations
 
 import html
+import itertools
+import math
+from pathlib import Path
 
 import pandas as pd
 
-# Columns whose higher values are better (green) or worse (red); others are not coloured.
-GOOD = {"Coverage", "Emp. Acc.", "Correct"}
-BAD = {"Conflicts", "Incorrect", "Faults", "Invalid"}
+CSS = (Path(__file__).with_name("panel.css")).read_text(encoding="utf-8")
+STYLE = f"<style>{CSS}</style>"
+
+# Display labels of analysis columns (the DataFrame keeps snorkel's names).
+HEADERS = {"Emp. Acc.": "Dev acc.", "Runtime (s)": "Runtime (s)", "Correct": "Correct (dev)",
+           "Incorrect": "Incorrect (dev)"}
+DRILL_KINDS = {"covered": "rows it votes on", "wrong": "dev rows it gets wrong",
+               "conflicts": "rows where another program disagrees", "errors": "rows that raised"}
+_ids = itertools.count(1)
 
 
-def _colour(column: str, value) -> str:
-    """A background colour for one cell, by column meaning and value."""
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not pd.isna(value)
+
+
+def cell_class(column: str, value) -> str:
+    """The CSS class of one matrix cell (``alc-good``, ``alc-warn``, ``alc-bad`` or ``""``)."""
     if column == "Status":
-        return "#c8e6c9" if value == "ok" else "#ffcdd2"
-    if not isinstance(value, (int, float)) or pd.isna(value):
+        return "alc-good" if value == "ok" else "alc-bad"
+    if not _is_number(value):
         return ""
     if column == "Emp. Acc.":
-        return "#c8e6c9" if value >= 0.8 else "#fff59d" if value >= 0.6 else "#ffcdd2"
+        return "alc-good" if value >= 0.8 else "alc-warn" if value >= 0.6 else "alc-bad"
     if column in ("Faults", "Invalid"):
-        return "#ffcdd2" if value > 0 else ""
-    if column in ("Coverage", "Conflicts", "Overlaps") and 0 <= value <= 1:
-        shade = int(255 - 90 * value)
-        return f"rgb({shade},255,{shade})" if column == "Coverage" else f"rgb(255,{shade},{shade})"
+        return "alc-bad" if value > 0 else ""
+    if column == "Coverage":
+        return "alc-warn" if value < 0.01 else ""
+    if column == "Conflicts":
+        return "alc-warn" if value >= 0.1 else ""
     return ""
 
 
+def polarity_text(value, classes: list[str] | None) -> str:
+    """Polarity as class names (``SPAM``; ``HAM, SPAM``), indices when the names are unknown."""
+    if not isinstance(value, (list, tuple)):
+        return _fmt(value)
+    if not value:
+        return "none"
+    names = [classes[int(c)] if classes and 0 <= int(c) < len(classes) else str(c) for c in value]
+    return ", ".join(names)
+
+
 def _fmt(value) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
-        return "" if pd.isna(value) else f"{value:.3f}"
+        return "" if math.isnan(value) else f"{value:.3f}"
     if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
+        return ", ".join(map(str, value))
     return str(value)
 
 
-def matrix_html(table: pd.DataFrame) -> str:
-    """The analysis table as HTML with a background colour per cell."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["program", *table.columns])
+def _table(head: list[tuple[str, str]], rows: list[list[tuple[str, str]]], row_classes=None,
+           css: str = "alc-table") -> str:
+    """An HTML table: ``head`` and each row are ``(text, class)`` pairs; texts are escaped here."""
+    th = "".join(f'<th class="{c}">{html.escape(t)}</th>' if c else f"<th>{html.escape(t)}</th>" for t, c in head)
+    body = []
+    for i, row in enumerate(rows):
+        tds = "".join(f'<td class="{c}">{html.escape(t)}</td>' if c else f"<td>{html.escape(t)}</td>" for t, c in row)
+        extra = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{extra}>{tds}</tr>")
+    return (f'<div class="alc-scroll"><table class="{css}"><thead><tr>{th}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def matrix_html(table: pd.DataFrame, classes: list[str] | None = None) -> str:
+    """The analysis table as HTML: one row per program, polarity as class names, a class per cell."""
+    columns = [c for c in table.columns if not (c == "Problem" and not table[c].astype(bool).any())]
+    head = [("program", "alc-name")] + [(HEADERS.get(c, c), _column_class(c)) for c in columns]
     rows = []
     for name, row in table.iterrows():
-        cells = [f"<td><code>{html.escape(str(name))}</code></td>"]
-        for column, value in row.items():
-            colour = _colour(column, value)
-            style = f' style="background:{colour}"' if colour else ""
-            cells.append(f"<td{style}>{html.escape(_fmt(value))}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="alchemist-matrix"><tr>{head}</tr>{"".join(rows)}</table>'
+        cells = [(str(name), "alc-name")]
+        for column in columns:
+            value = row[column]
+            if column == "Polarity":
+                cells.append((polarity_text(value, classes), _polarity_classes(value)))
+            else:
+                cells.append((_fmt(value), " ".join(filter(None, [_column_class(column), cell_class(column, value)]))))
+        rows.append(cells)
+    return _table(head, rows, css="alc-table alchemist-matrix")
+
+
+def _column_class(column: str) -> str:
+    return {"Polarity": "alc-pol", "Status": "alc-status", "j": "alc-j", "Problem": "alc-text"}.get(column, "")
+
+
+def _polarity_classes(value) -> str:
+    if not isinstance(value, (list, tuple)):
+        return "alc-pol"
+    return " ".join(["alc-pol", *(f"alc-pol-{int(c)}" for c in value)])
+
+
+def scores_html(scores: pd.DataFrame, chosen: str | None) -> str:
+    """The label models' dev scores, one row per model, the chosen one marked and in bold."""
+    frame = scores.drop(columns=[c for c in ("chosen",) if c in scores.columns])
+    head = [("label model", "alc-name")] + [(str(c).replace("_", " "), "") for c in frame.columns]
+    rows, marks = [], []
+    for name, row in frame.iterrows():
+        label = f"{name} (chosen)" if str(name) == str(chosen) else str(name)
+        rows.append([(label, "alc-name")] + [(_fmt(v), "") for v in row.tolist()])
+        marks.append("alc-chosen" if str(name) == str(chosen) else "")
+    return _table(head, rows, marks, css="alc-table alc-scores")
 
 
 def _money(value) -> str:
-    return "n/a" if value is None else f"${value:.4f}"
+    return f"${value:.4f}" if _is_number(value) else "unknown"
+
+
+def cost_sentence(cost: dict) -> str:
+    """The cost meter as sentences: what was spent (never $0 for an unknown price), what labeling
+    every row zero-shot would cost, the ratio, the estimate and the budget."""
+    requests, hits = int(cost.get("requests") or 0), int(cost.get("cache_hits") or 0)
+    unknown = bool(cost.get("unknown_cost_requests"))
+    if unknown:
+        spent = cost.get("cost_text") or "unknown"
+        spent = spent if spent.startswith(("unknown", "local")) else f"unknown ({spent})"
+    else:
+        spent = _money(cost.get("cost_usd", cost.get("spent_usd")))
+    if requests == 0 and hits == 0:
+        how = "with no LLM request (offline)"
+    else:
+        how = f"on {requests} LLM request{'s' if requests != 1 else ''} ({hits} answered from the cache)"
+    parts = [f"Spent {spent} so far, {how}."]
+    by = {k: v for k, v in (cost.get("by_purpose") or {}).items() if v}
+    if by and not unknown:
+        parts[-1] = parts[-1][:-1] + ": " + ", ".join(f"{k} {_money(v)}" for k, v in sorted(by.items())) + "."
+    rows = cost.get("zero_shot_rows")
+    every = f"all {rows:,} rows" if _is_number(rows) else "every row"
+    zero = cost.get("zero_shot_usd")
+    parts.append(f"Labeling {every} zero-shot with the LLM would cost {_money(zero)}.")
+    ratio, estimate = cost.get("ratio"), cost.get("estimate_usd")
+    if _is_number(ratio):
+        parts.append(f"The programs cost {ratio:.1f}x less.")
+    if _is_number(estimate):
+        parts.append(f"Writing the programs with the LLM: about {_money(estimate)} (estimate).")
+    budget = cost.get("budget_usd")
+    parts.append(f"Budget {_money(budget)}." if _is_number(budget) else "No budget set.")
+    return " ".join(parts)
 
 
 def cost_html(cost: dict) -> str:
-    """The cost meter: spent, estimate, budget, the zero-shot counterfactual and the ratio."""
-    parts = [f"spent {_money(cost.get('spent_usd'))} ({cost.get('requests', 0)} requests, "
-             f"{cost.get('cache_hits', 0)} cache hits)",
-             f"estimate {_money(cost.get('estimate_usd'))}", f"budget {_money(cost.get('budget_usd'))}",
-             f"labeling every row zero-shot: {_money(cost.get('zero_shot_usd'))}"]
-    ratio = cost.get("ratio")
-    parts.append(f"programs cost {ratio:.1f}x less" if ratio else "ratio n/a")
-    return "<p><b>Cost</b>: " + " · ".join(html.escape(p) for p in parts) + "</p>"
+    """The cost meter as a paragraph (see :func:`cost_sentence`)."""
+    return f'<p class="alc-cost"><b>Cost.</b> {html.escape(cost_sentence(cost))}</p>'
+
+
+class CostReport(dict):
+    """The task's cost account (``Workbench.cost``): a dict whose repr reads as sentences."""
+
+    def __repr__(self) -> str:
+        return cost_sentence(self)
+
+    def _repr_html_(self) -> str:
+        return f'<div class="alc-panel">{STYLE}{cost_html(self)}</div>'
+
+
+def examples_html(frame: pd.DataFrame, limit: int = 10) -> str:
+    """The first ``limit`` rows of a :meth:`Workbench.examples` frame (text columns wrap)."""
+    shown = frame.head(limit)
+    columns = list(shown.columns)
+    text = {c for c in columns if not pd.api.types.is_numeric_dtype(shown[c]) and c not in ("vote", "gold")}
+    head = [("row", "alc-name")] + [(c, "alc-text" if c in text else "") for c in columns]
+    rows = [[(str(i), "alc-name")] + [(_fmt(v), "alc-text" if c in text else "") for c, v in row.items()]
+            for i, row in shown.iterrows()]
+    return _table(head, rows, css="alc-table alc-examples")
 
 
 class Panel:
@@ -73,10 +189,14 @@ class Panel:
 
     Args:
         task: the task name (shown in the title and the repr).
+        workbench: the task's ``Workbench`` (optional): class names for polarity and the drill-down.
+        classes: class names in index order (taken from ``workbench`` when not given).
     """
 
-    def __init__(self, task: str):
+    def __init__(self, task: str, workbench=None, classes: list[str] | None = None):
         self.task = task
+        self.workbench = workbench
+        self.classes = list(classes) if classes else (list(workbench.task.classes) if workbench is not None else None)
         self.analysis: pd.DataFrame | None = None
         self.scores: pd.DataFrame | None = None
         self.chosen: str | None = None
@@ -84,11 +204,15 @@ class Panel:
         self.status = "no programs yet"
         self.sort_by: str | None = None
         self.descending = True
+        self.display_id = f"alchemist-panel-{next(_ids)}"
+        self.displayed = False
         self._widgets = None
+        self._syncing = False
 
     # -- state ----------------------------------------------------------------------------------
     def update(self, *, analysis=None, scores=None, chosen=None, cost=None, status: str = "ready") -> None:
-        """Replace the shown results (arguments left None keep their value) and redraw in place."""
+        """Replace the shown results (arguments left None keep their value) and redraw in place,
+        the widget and the static HTML of every display of this panel."""
         if analysis is not None:
             self.analysis = analysis
         if scores is not None:
@@ -97,6 +221,7 @@ class Panel:
             self.cost = cost
         self.status = status
         self._redraw()
+        self._publish()
 
     def progress(self, done: int, total: int, text: str) -> None:
         """Show a step of work (generating, applying, fitting) on the progress bar."""
@@ -104,66 +229,53 @@ class Panel:
         if self._widgets is not None:
             bar = self._widgets["progress"]
             bar.max, bar.value, bar.description = max(total, 1), done, f"{done}/{total}"
-            self._widgets["status"].value = html.escape(text)
+            self._widgets["status"].value = f'<span class="alc-status-line">{html.escape(text)}</span>'
+
+    def sort(self, column: str | None, descending: bool = True) -> None:
+        """Sort the matrix by ``column`` (``None``: the order the programs were added)."""
+        if column is not None and self.analysis is not None and column not in self.analysis.columns:
+            raise ValueError(f"no column {column!r}; columns: {list(self.analysis.columns)}")
+        self.sort_by, self.descending = column, descending
+        self._redraw()
 
     def sorted_analysis(self) -> pd.DataFrame | None:
         """The analysis table in the chosen sort order (programs in order of addition by default)."""
         if self.analysis is None or not self.sort_by or self.sort_by not in self.analysis.columns:
             return self.analysis
-        return self.analysis.sort_values(self.sort_by, ascending=not self.descending, kind="stable")
+        column = self.analysis[self.sort_by]
+        key = (lambda s: s.map(len)) if column.map(lambda v: isinstance(v, (list, tuple))).any() else None
+        return self.analysis.sort_values(self.sort_by, ascending=not self.descending, kind="stable", key=key)
+
+    def sort_text(self) -> str:
+        """What the current order is, in words."""
+        if not self.sort_by:
+            return "programs in the order they were added"
+        return f"sorted by {HEADERS.get(self.sort_by, self.sort_by)}, {'highest' if self.descending else 'lowest'} first"
 
     # -- rendering ------------------------------------------------------------------------------
     def _body_html(self) -> str:
-        parts = [f"<h4>alchemist: {html.escape(self.task)}</h4>"]
+        parts = [f'<h4 class="alc-title">alchemist: {html.escape(self.task)}</h4>']
         table = self.sorted_analysis()
         if table is not None:
-            parts.append(matrix_html(table))
+            n = len(table)
+            parts.append(f'<p class="alc-caption">{n} program{"s" if n != 1 else ""} '
+                         f"({html.escape(self.sort_text())}); coverage, overlaps and conflicts on train, "
+                         "correct, incorrect and accuracy on the labeled dev rows.</p>")
+            parts.append(matrix_html(table, self.classes))
         if self.scores is not None:
-            parts.append(f"<p><b>Label model</b> (chosen on dev: <code>{html.escape(str(self.chosen))}</code>; "
-                         "majority vote beside it)</p>" + self.scores.to_html(float_format="%.3f"))
+            parts.append(f'<p class="alc-caption"><b>Label model</b> on dev: <code>{html.escape(str(self.chosen))}'
+                         "</code> chosen; majority vote beside it.</p>" + scores_html(self.scores, self.chosen))
         if self.cost:
             parts.append(cost_html(self.cost))
         return "".join(parts)
 
     def _repr_html_(self) -> str:
-        return self._body_html() + f"<p><i>{html.escape(self.status)}</i></p>"
+        return (f'<div class="alc-panel" data-jupyter-id="{self.display_id}">{STYLE}{self._body_html()}'
+                f'<p class="alc-status-line">{html.escape(self.status)}</p></div>')
 
     def __repr__(self) -> str:
         programs = 0 if self.analysis is None else len(self.analysis)
         return f"Panel(task={self.task!r}, programs={programs}, label_model={self.chosen!r}, status={self.status!r})"
-
-    def widget(self):
-        """The ipywidgets view (made once; every later :meth:`update` redraws it in place)."""
-        if self._widgets is None:
-            import ipywidgets as w
-
-            columns = [] if self.analysis is None else list(self.analysis.columns)
-            sort = w.Dropdown(options=["(added)", *columns], description="sort by")
-            order = w.ToggleButton(value=True, description="descending")
-            self._widgets = {"sort": sort, "order": order, "body": w.HTML(), "status": w.HTML(),
-                             "progress": w.IntProgress(min=0, max=1, value=0)}
-            sort.observe(self._on_sort, names="value")
-            order.observe(self._on_sort, names="value")
-            self._widgets["box"] = w.VBox([w.HBox([sort, order]), self._widgets["body"],
-                                           w.HBox([self._widgets["progress"], self._widgets["status"]])])
-            self._redraw()
-        return self._widgets["box"]
-
-    def _on_sort(self, _change) -> None:
-        value = self._widgets["sort"].value
-        self.sort_by = None if value == "(added)" else value
-        self.descending = self._widgets["order"].value
-        self._redraw()
-
-    def _redraw(self) -> None:
-        if self._widgets is None:
-            return
-        sort, wanted = self._widgets["sort"], self.sort_by
-        if self.analysis is not None and list(sort.options) != ["(added)", *self.analysis.columns]:
-            sort.options = ["(added)", *self.analysis.columns]  # resets the value: put it back
-            sort.value = wanted if wanted in sort.options else "(added)"
-        self._widgets["body"].value = self._body_html()
-        self._widgets["status"].value = html.escape(self.status)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/plain": repr(self), "text/html": self._repr_html_()}
@@ -173,3 +285,145 @@ class Panel:
             return bundle
         bundle.update({k: v for k, v in (view or {}).items() if k != "text/plain"})
         return bundle
+
+    def _ipython_display_(self) -> None:
+        """``display(panel)``: the widget and its static form, under this panel's display id."""
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True, display_id=self.display_id)
+        self.displayed = True
+
+    def _publish(self) -> None:
+        """Re-send every display of this panel with the current static form (a kernel only)."""
+        if not self.displayed:
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import update_display
+        except ImportError:
+            return
+        shell = get_ipython()
+        if shell is None or getattr(shell, "kernel", None) is None:
+            return  # a terminal would print the update again
+        update_display(self._repr_mimebundle_(), raw=True, display_id=self.display_id)
+
+    def widget(self):
+        """The ipywidgets view (made once; every later :meth:`update` redraws it in place)."""
+        if self._widgets is None:
+            import ipywidgets as w
+
+            sort = w.Dropdown(options=self._sort_options(), value="added", description="Sort rows by",
+                              style={"description_width": "initial"}, layout=w.Layout(width="auto"))
+            program = w.Dropdown(options=self._program_options(), value="", description="Show rows of",
+                                 style={"description_width": "initial"}, layout=w.Layout(width="auto"))
+            kind = w.Dropdown(options=[(text, key) for key, text in DRILL_KINDS.items()], value="covered",
+                              description="", layout=w.Layout(width="auto"))
+            self._widgets = {"sort": sort, "program": program, "kind": kind, "body": w.HTML(), "status": w.HTML(),
+                             "examples": w.HTML(), "progress": w.IntProgress(min=0, max=1, value=0)}
+            sort.observe(self._on_sort, names="value")
+            program.observe(self._on_drill, names="value")
+            kind.observe(self._on_drill, names="value")
+            drill = [program, kind] if self.workbench is not None else []
+            box = w.VBox([w.HBox([sort, *drill], layout=w.Layout(flex_flow="row wrap")), self._widgets["body"],
+                          self._widgets["examples"], w.HBox([self._widgets["progress"], self._widgets["status"]])],
+                         layout=w.Layout(max_width="100%"))
+            box.add_class("alc-widget")
+            self._widgets["box"] = box
+            self._redraw()
+        return self._widgets["box"]
+
+    def _sort_options(self) -> list[tuple[str, object]]:
+        options = [("the order the programs were added", "added")]
+        for column in [] if self.analysis is None else self.analysis.columns:
+            if column in ("j", "Polarity", "Problem"):
+                continue
+            label = HEADERS.get(column, column)
+            if column == "Status":
+                options.append((label, f"{column}|asc"))
+            else:
+                options += [(f"{label}, highest first", f"{column}|desc"), (f"{label}, lowest first", f"{column}|asc")]
+        return options
+
+    def _program_options(self) -> list[tuple[str, object]]:
+        names = [] if self.analysis is None else [str(n) for n in self.analysis.index]
+        return [("(pick a program)", "")] + [(n, n) for n in names]
+
+    def _on_sort(self, _change) -> None:
+        if self._syncing:
+            return
+        value = self._widgets["sort"].value
+        if value == "added":
+            self.sort_by, self.descending = None, True
+        else:
+            column, order = value.rsplit("|", 1)
+            self.sort_by, self.descending = column, order == "desc"
+        self._redraw()
+
+    def _on_drill(self, _change) -> None:
+        if self._syncing:
+            return
+        name, kind = self._widgets["program"].value, self._widgets["kind"].value
+        self._widgets["examples"].value = self.drill_html(name, kind) if name else ""
+
+    def drill_html(self, name: str, kind: str = "covered", limit: int = 10) -> str:
+        """The drill-down for one program (see ``Workbench.examples``) as HTML."""
+        if self.workbench is None:
+            return ""
+        try:
+            frame = self.workbench.examples(name, kind)
+        except (ValueError, KeyError) as e:
+            return f'<div class="alc-panel"><p class="alc-caption">{html.escape(str(e))}</p></div>'
+        split = frame.attrs.get("split", "")
+        head = (f'<p class="alc-caption"><code>{html.escape(name)}</code>: {len(frame)} '
+                f"{html.escape(DRILL_KINDS.get(kind, kind))} ({html.escape(split)})"
+                + (f", the first {limit}" if len(frame) > limit else "") + ".")
+        message = frame.attrs.get("message")
+        if kind == "errors" and message:
+            head += f" First error: <code>{html.escape(str(message))}</code>"
+        head += "</p>"
+        return f'<div class="alc-panel">{STYLE}{head}{examples_html(frame, limit) if len(frame) else ""}</div>'
+
+    def _redraw(self) -> None:
+        if self._widgets is None:
+            return
+        order = "added" if not self.sort_by else f"{self.sort_by}|{'desc' if self.descending else 'asc'}"
+        for key, options, wanted in (("sort", self._sort_options(), order),
+                                     ("program", self._program_options(), self._widgets["program"].value)):
+            control = self._widgets[key]
+            values = [v for _, v in options]
+            self._syncing = True  # the observers must not act on these programmatic changes
+            try:
+                if list(control.options) != options:
+                    control.options = options  # resets the value: put it back
+                if control.value != wanted:
+                    control.value = wanted if wanted in values else options[0][1]
+            finally:
+                self._syncing = False
+            if key == "sort" and control.value != wanted:
+                self.sort_by, self.descending = None, True
+        self._widgets["body"].value = f'<div class="alc-panel">{STYLE}{self._body_html()}</div>'
+        self._widgets["status"].value = f'<span class="alc-status-line">{html.escape(self.status)}</span>'
+        if self._widgets["program"].value:
+            self._on_drill(None)
+
+
+def write_labels(frame: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
+    """``%alchemist labels --to FILE``: write ``Workbench.labels()`` to ``.csv`` or ``.parquet``
+    (the split's row index kept), say so in one line, and return the frame."""
+    if path is None:
+        return frame
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"--to {path}: write labels to a .csv or .parquet file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        frame.to_csv(path, index=True)
+    else:
+        try:
+            frame.to_parquet(path, index=True)
+        except ImportError as e:
+            raise ValueError(f"--to {path}: parquet needs pyarrow ({e}); pip install pyarrow, or write .csv") from None
+    covered = int(frame["covered"].sum()) if "covered" in frame else len(frame)
+    print(f"wrote {len(frame)} rows ({covered} labeled by the programs) to {path}")
+    return frame
