@@ -78,8 +78,14 @@ class Dataset:
         """A stable hash of the input columns' names and contents (labels excluded)."""
         if self._fingerprint is None:
             digest = hashlib.sha256(json.dumps(self.input_columns).encode())
-            hashed = pd.util.hash_pandas_object(self.frame[self.input_columns], index=False)
-            digest.update(np.ascontiguousarray(hashed.to_numpy()).tobytes())
+            try:
+                hashed = pd.util.hash_pandas_object(self.frame[self.input_columns], index=False)
+                digest.update(np.ascontiguousarray(hashed.to_numpy()).tobytes())
+            except UnicodeEncodeError:  # a lone surrogate (invalid Unicode) in a text: hash the code points
+                digest.update(b"surrogates")
+                for column in self.input_columns:
+                    for value in self.frame[column].tolist():
+                        digest.update(f"{type(value).__name__}:".encode() + str(value).encode("utf-8", "surrogatepass") + b"\0")
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
@@ -104,17 +110,39 @@ class Dataset:
         )
 
 
+def check_classes(classes: Sequence[str]) -> None:
+    """Class names must be distinct (ignoring case and surrounding whitespace) non-empty strings."""
+    seen: dict[str, str] = {}
+    for name in classes:
+        key = str(name).strip().casefold()
+        if not key:
+            raise DataError(f"class names must not be empty: {list(classes)}")
+        if key in seen:
+            raise DataError(f"class name {name!r} repeats in classes={list(classes)} (as {seen[key]!r}); "
+                            "each class must be named once, in index order")
+        seen[key] = name
+
+
 def label_indices(values: pd.Series, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
     """Map a label column (class names or indices; NaN = unknown) to indices, checking names."""
     known = values.notna()
     raw = values[known]
+    if classes is not None:
+        check_classes(classes)
     if classes is None:
         if pd.api.types.is_numeric_dtype(raw):
             classes = [str(c) for c in range(int(raw.max()) + 1)] if len(raw) else []
         else:
             classes = sorted({str(v).strip() for v in raw})
     labels = np.full(len(values), -1, dtype=np.int64)
+    if pd.api.types.is_bool_dtype(raw):
+        raw = raw.astype(np.int64)
     if pd.api.types.is_numeric_dtype(raw):
+        as_float = raw.astype(np.float64).to_numpy()
+        fractional = sorted({float(v) for v in as_float if not float(v).is_integer()})
+        if fractional:
+            raise DataError(f"label values {fractional[:10]} are not whole numbers; labels are class indices "
+                            f"0..{len(classes) - 1} (or -1/NaN for unlabeled) or class names")
         ints = raw.astype(np.int64).to_numpy()
         bad = sorted({int(v) for v in ints if v < -1 or v >= len(classes)})
         if bad:
@@ -153,6 +181,14 @@ def from_dataframe(
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
     columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"input column(s) {repeated} are listed more than once in text_column={columns}; list each once")
+    duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if duplicated:
+        raise DataError(f"the data has several columns named {duplicated}; rename them so each name is unique")
+    if classes is not None:
+        check_classes(list(classes))
     wanted = columns + ([label_column] if label_column else [])
     absent = [c for c in wanted if c not in df.columns]
     if absent:
@@ -188,6 +224,13 @@ def from_dataframe(
         if non_text.any():
             notes.append(f"converted {int(non_text.sum())} non-text value(s) in '{columns[0]}' to text")
             frame[columns[0]] = col.map(str)
+    surrogates = sum(int(frame[c].map(_has_surrogate).sum()) for c in columns)
+    if surrogates:
+        notes.append(f"{surrogates} value(s) hold lone surrogates (not valid Unicode, e.g. from a bad decode); kept as is")
+    duplicate_ids = pd.Index(ids).duplicated()
+    if duplicate_ids.any():
+        first = [ids[i] for i in np.flatnonzero(duplicate_ids)[:5]]
+        notes.append(f"{int(duplicate_ids.sum())} row id(s) repeat an earlier id (first: {first}); rows are kept, ids are not unique")
     labels = None
     if label_column:
         labels, classes = label_indices(df[label_column], list(classes) if classes is not None else None)
@@ -207,6 +250,16 @@ def from_dataframe(
     )
 
 
+def _has_surrogate(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
 def load_csv(
     path: str | Path,
     text_column: str | Sequence[str] = "text",
@@ -217,17 +270,21 @@ def load_csv(
     header: int | None | str = "infer",
     names: Sequence[str] | None = None,
     missing: str = "error",
+    encoding: str = "utf-8",
 ) -> Dataset:
-    """Load a CSV or TSV file (a ``.tsv``/``.tab`` suffix or ``sep='\\t'`` selects tabs)."""
+    """Load a CSV or TSV file (a ``.tsv``/``.tab`` suffix or ``sep='\\t'`` selects tabs), decoded as ``encoding``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     if sep is None:
         sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
-        df = pd.read_csv(path, sep=sep, header=header, names=names, quoting=3 if sep == "\t" else 0)
+        df = pd.read_csv(path, sep=sep, header=header, names=names, quoting=3 if sep == "\t" else 0, encoding=encoding)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty: there are no rows to label") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not valid {encoding} (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                        f"{exc.start}); pass encoding= with the file's encoding, e.g. encoding='latin-1' or 'cp1252'") from None
     dataset = from_dataframe(df, text_column, label_column, classes, name=path.name, missing=missing)
     dataset.source = str(path)
     return dataset
@@ -263,7 +320,15 @@ def load_wrench(folder: str | Path, *, fix_known_defects: bool = True) -> dict[s
         path = folder / f"{split}.json"
         if not path.is_file():
             continue
-        raw = json.loads(path.read_text())
+        repeated_ids: list[str] = []
+
+        def pairs(items):  # the outermost object (rows keyed by id) is the one whose keys may repeat
+            keys = [k for k, _ in items]
+            if len(keys) != len(set(keys)) and all(isinstance(v, dict) and "data" in v for _, v in items):
+                repeated_ids.extend(sorted({k for k in keys if keys.count(k) > 1}))
+            return dict(items)
+
+        raw = json.loads(path.read_text(), object_pairs_hook=pairs)
         if not raw:
             raise DataError(f"{path} has no rows")
         ids = list(raw)
@@ -273,6 +338,10 @@ def load_wrench(folder: str | Path, *, fix_known_defects: bool = True) -> dict[s
         if fix:
             texts = [fix[0](t) for t in texts]
             notes.append(fix[1])
+        if repeated_ids:
+            notes.append(f"{len(repeated_ids)} row id(s) appear more than once in {path.name} (first: {repeated_ids[:5]}); "
+                         "the last row with each id is kept")
+            warnings.warn(f"{folder.name}/{split}: {notes[-1]}", stacklevel=2)
         weak = [raw[i].get("weak_labels") for i in ids]
         splits[split] = Dataset(
             frame=pd.DataFrame({"text": texts}),
