@@ -23,13 +23,17 @@ from .llm.cost import CostMeter
 from .llm.provenance import ProgramStore
 from .llm.repair import RepairRequest, analysis_stats, repair_examples, repair_programs, weak_reasons
 from .llm.zero_shot import zero_shot_counterfactual, zero_shot_label
-from .programs import ABSTAIN, FAULT, ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
+from .programs import ABSTAIN, FAULT, INVALID, ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
 from .programs.export import export_source
 from .programs.snorkel_compat import from_snorkel, is_labeling_function
 from .programs.writer import WriteResult, as_writer
 from .task import TaskSpec
 
 SPLITS = ("train", "dev", "test")
+# An ``ok`` run is shown as ``faulty`` when more than this share of its rows raised, and as
+# ``invalid`` when more than this share of its outputs were not labels (docs/programs.md).
+FAULTY_SHARE = 0.05
+INVALID_SHARE = 0.05
 
 
 class Workbench:
@@ -78,6 +82,7 @@ class Workbench:
         self.seed = seed
         self.meter = meter if meter is not None else CostMeter()
         self.programs: list[Program] = []
+        self.disabled: dict[str, Program] = {}  # set aside by disable(): kept, never run
         self.rejected: list[tuple[Program, str]] = []
         self.results: dict[str, ApplyResult] = {}
         self.stored: dict[str, np.ndarray] = {}
@@ -136,6 +141,7 @@ class Workbench:
                 self.rejected.append((program, "; ".join(verdict.reasons)))
                 return False
         names = [p.name for p in self.programs]
+        self.disabled.pop(program.name, None)
         if program.name in names:
             self.programs[names.index(program.name)] = program
         else:
@@ -149,11 +155,91 @@ class Workbench:
         return sum(self.add(p) for p in programs)
 
     def remove(self, name: str) -> None:
-        """Drop a program by name (its files stay on disk)."""
+        """Drop a program (enabled or disabled) by name (its files stay on disk)."""
+        if self.disabled.pop(name, None) is not None:
+            return
         names = [p.name for p in self.programs]
         if name not in names:
             raise KeyError(f"no program named {name!r}; programs: {names}")
         del self.programs[names.index(name)]
+
+    def disable(self, name: str) -> Program:
+        """Set a program aside: it stays in ``disabled`` (and in the store) but no longer runs or votes."""
+        if name in self.disabled:
+            return self.disabled[name]
+        names = [p.name for p in self.programs]
+        if name not in names:
+            raise KeyError(f"no program named {name!r}; programs: {names}")
+        program = self.programs.pop(names.index(name))
+        self.disabled[name] = program
+        return program
+
+    def enable(self, name: str) -> Program:
+        """Bring a disabled program back (at the end; :meth:`reorder` puts it in place)."""
+        if name not in self.disabled:
+            raise KeyError(f"no disabled program named {name!r}; disabled: {list(self.disabled)}")
+        program = self.disabled.pop(name)
+        self.programs.append(program)
+        return program
+
+    def reorder(self, names: list[str]) -> None:
+        """Put the programs in the order of ``names`` (e.g. the notebook's cells); programs not
+        named keep their relative order after the named ones."""
+        rank = {name: i for i, name in enumerate(names)}
+        self.programs.sort(key=lambda p: rank.get(p.name, len(rank)))
+
+    def save_set(self, meta: dict | None = None) -> Path | None:
+        """Record the current program set (ids in order, disabled ones marked) and ``meta`` (e.g. how
+        the notebook made the task) in ``<root>/<task>/current.json``, which :meth:`load` reads.
+        Written atomically; returns the path (None without a root)."""
+        if self.store is None:
+            return None
+        import json
+
+        from .llm.cache import atomic_write_text
+
+        for program in [*self.programs, *self.disabled.values()]:
+            self.store.save(program)  # idempotent: ensures every id is in the store
+        entries = ([{"name": p.name, "id": p.id} for p in self.programs]
+                   + [{"name": p.name, "id": p.id, "disabled": True} for p in self.disabled.values()])
+        path = self.store.folder / "current.json"
+        atomic_write_text(path, json.dumps({"task": self.task.name, "programs": entries, "meta": meta or {}},
+                                           indent=1, ensure_ascii=False, default=str))
+        return path
+
+    def saved_meta(self) -> dict:
+        """The ``meta`` of the last :meth:`save_set` ({} when none)."""
+        return read_current(self.store)[1] if self.store is not None else {}
+
+    def load(self) -> list[str]:
+        """Restore the program set of the last :meth:`save_set` from the store, replacing the
+        current one. Each program's source is checked against its id (its hash) by
+        ``ProgramStore.load``; one that no longer matches is skipped with a warning. Without a
+        ``current.json`` the newest stored version of each name is restored. Returns the names
+        that could not be restored."""
+        if self.store is None:
+            raise ValueError("this workbench has no root folder: there is no store to load from")
+        stored = self.store.load()
+        by_id = {p.id: p for p in stored}
+        entries, _ = read_current(self.store)
+        if not entries:
+            latest: dict[str, Program] = {}
+            for p in stored:
+                latest.pop(p.name, None)
+                latest[p.name] = p
+            entries = [{"name": name, "id": p.id} for name, p in latest.items()]
+        self.programs, self.disabled, missing = [], {}, []
+        for entry in entries:
+            program = by_id.get(entry.get("id"))
+            if program is None:
+                missing.append(str(entry.get("name")))
+                continue
+            program = Program(program.source, name=entry.get("name") or program.name, provenance=program.provenance)
+            if entry.get("disabled"):
+                self.disabled[program.name] = program
+            else:
+                self.programs.append(program)
+        return missing
 
     def export(self, path: str | Path | None = None) -> Path:
         """Write the programs as a ``.py`` file with loaders for plain functions and snorkel LFs."""
@@ -224,7 +310,8 @@ class Workbench:
         table["Faults"] = [r.faults for r in runs]
         table["Invalid"] = [r.invalid for r in runs]
         table["Runtime (s)"] = [round(r.runtime_s, 3) for r in runs]
-        table["Status"] = [r.status for r in runs]
+        table["Status"] = [status_of(r) for r in runs]
+        table["Problem"] = [problem_of(r) for r in runs]
         return table
 
     # -- aggregation ----------------------------------------------------------------------------
@@ -465,7 +552,8 @@ class Workbench:
         for record in self.meter.records:
             by_purpose[record.purpose or "other"] = by_purpose.get(record.purpose or "other", 0.0) + (record.cost_usd or 0.0)
         zero = self.counterfactual(model)
-        programs_usd = spent or self.estimate_usd
+        # the ratio compares what the programs cost (not repairs or zero-shot baselines) with labeling every row
+        programs_usd = by_purpose.get("program") or self.estimate_usd
         return {**summary, "spent_usd": spent, "by_purpose": by_purpose, "estimate_usd": self.estimate_usd,
                 "zero_shot_usd": zero["usd"], "zero_shot_rows": zero["rows"],
                 "ratio": zero["usd"] / programs_usd if zero["usd"] and programs_usd else None}
@@ -501,3 +589,47 @@ class Workbench:
             raise ValueError("no label model yet: call .fit() first")
         return self.label_model
 
+
+def read_current(store) -> tuple[list[dict], dict]:
+    """The entries and meta of ``<root>/<task>/current.json`` (empty when absent or unreadable)."""
+    import json
+
+    from .llm.cache import read_regular_text
+
+    try:
+        text = read_regular_text(store.folder / "current.json")
+        data = json.loads(text) if text else {}
+        entries = [e for e in data.get("programs", []) if isinstance(e, dict)]
+        meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        return entries, meta
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return [], {}
+
+
+def status_of(run) -> str:
+    """A run's status, stricter than the sandbox's: an ``ok`` run is ``faulty`` when more than
+    ``FAULTY_SHARE`` of its rows raised and ``invalid`` when more than ``INVALID_SHARE`` of its
+    outputs were not labels."""
+    if run.status != "ok" or run.codes is None or not len(run.codes):
+        return run.status
+    n = len(run.codes)
+    if run.faults > FAULTY_SHARE * n:
+        return "faulty"
+    if run.invalid > INVALID_SHARE * n:
+        return "invalid"
+    return "ok"
+
+
+def problem_of(run) -> str:
+    """What is wrong with a run that is not ``ok``, in one line: the sandbox's message (with the
+    first exception and the first invalid value) and the first row that raised or was invalid."""
+    status = status_of(run)
+    if status == "ok":
+        return ""
+    rows = []
+    if run.codes is not None:
+        for code, what in ((FAULT, "raised"), (INVALID, "invalid")):
+            hits = np.flatnonzero(run.codes == code)
+            if len(hits):
+                rows.append(f"first {what} on train row {int(hits[0])}")
+    return "; ".join([run.message, *rows]) if run.message else "; ".join(rows)

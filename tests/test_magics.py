@@ -35,7 +35,9 @@ def ip(tmp_path_factory):
     shell.run_line_magic("config", f"Alchemist.root = {str(root)!r}")
     shell.run_line_magic("config", "Alchemist.api_key_env = 'ALCHEMIST_TEST_NO_SUCH_KEY'")
     shell.run_line_magic("config", "Alchemist.base_url = ''")
-    shell.user_ns.update(df=toy(300, 1).drop(columns="label"), dev=toy(40, 2), kind="SMS")
+    nan_df = toy(20, 3)
+    nan_df.loc[3, "text"] = None
+    shell.user_ns.update(df=toy(300, 1).drop(columns="label"), dev=toy(40, 2), kind="SMS", nan_df=nan_df)
     return shell
 
 
@@ -69,7 +71,13 @@ def test_interpolation_and_keywords():
 def test_offline_path_end_to_end(ip, offline):
     result, out = offline
     assert result.error_in_exec is None
-    assert "offline synthesizer from 40 labeled dev rows" in out
+    # honest numbers: half the dev rows write the programs, the other half score them
+    assert "offline synthesizer from 20 of the 40 --dev rows (the other 20 score them" in out
+    assert len(ip.user_ns["_alchemist"].workbench.writer_rows) == 20
+    assert len(ip.user_ns["_alchemist"].workbench.datasets["dev"]) == 20
+    # no cell id (no JupyterLab): the output says where the programs are, not "sent as cells"
+    assert "not inserted as cells: copy them from here or re-run with --next-cell" in out
+    assert "sent to JupyterLab" not in out
     session = ip.user_ns["_alchemist"]
     assert session.task.description == "Is this SMS message spam?"
     assert session.task.classes == ["ham", "spam"] and session.task.keywords == {"spam": ["free"]}
@@ -110,6 +118,12 @@ def test_program_cell_replaces_and_reapplies_only_it(ip, offline, capsys):
     ("%%alchemist spam -d df --dev dev --bogus\nx", "%%alchemist: unrecognized arguments: --bogus"),
     ("%%alchemist spam -d df --classes a,b\nx", "no LLM endpoint configured"),
     ("%%alchemist spam -d df --dev df\nx", "df has no label column 'label'; pass --label COLUMN"),
+    ("%%alchemist spam -d df --dev dev --label category\nx", "--label category: dev has no column 'category'; "
+                                                               "its columns are ['text', 'label']"),
+    ("%%alchemist spam -d df --label category --classes a,b\nx", "no LLM endpoint"),
+    ("%%alchemist spam -d nan_df --dev dev\nx", "--missing drop or --missing empty"),
+    ("%%alchemist spam -d df --dev dev --time-limit 0\nx", "--time-limit 0.0: give a positive number"),
+    ("%alchemist disable nosuch", "task spam has no program 'nosuch'"),
     ("%%alchemist_program other\ndef f(t):\n    return 1\n", "no task 'other' in this kernel"),
     ("%alchemist fit nosuch", "no task 'nosuch'"),
 ])
@@ -126,9 +140,99 @@ def test_rejected_program_cell_is_one_line(ip, offline, capsys):
     assert out.startswith("AlchemistError: program broken not registered:") and out.count("\n") == 1
 
 
+def test_syntax_error_line_counts_the_marker_line(ip, offline, capsys):
+    # the error is on the cell's third line (the marker is line 1)
+    result, out = run(ip, capsys, "%%alchemist_program spam broken\ndef f(text):\n    return 1 +\n")
+    assert isinstance(result.error_in_exec, AlchemistError)
+    assert "syntax error on line 3 of the cell" in out and out.count("\n") == 1
+
+
+def test_faulty_and_invalid_programs_are_not_ok(ip, offline, capsys):
+    """> 5% of rows raising is 'faulty', > 5% invalid outputs 'invalid', with the first exception and row."""
+    session = ip.user_ns["_alchemist"]
+    names = [p.name for p in session.programs]
+    faulty = ("%%alchemist_program spam raises_often\ndef raises_often(text):\n"
+              "    if 'the' in text:\n        raise ValueError('no the')\n    return 1 if 'free' in text else -1\n")
+    result, out = run(ip, capsys, faulty)
+    assert result.error_in_exec is None, out
+    row = session.panel.analysis.loc["raises_often"]
+    texts = ip.user_ns["df"]["text"]
+    assert row["Faults"] == texts.str.contains("the").sum() and row["Status"] == "faulty"
+    assert "ValueError" in row["Problem"] and f"first raised on train row {int(texts.str.contains('the').idxmax())}" in row["Problem"]
+    assert "status faulty (" in out
+    invalid = ("%%alchemist_program spam says_maybe\ndef says_maybe(text):\n"
+               "    return 'maybe' if 'the' in text else ('spam' if 'free' in text else -1)\n")
+    result, out = run(ip, capsys, invalid)
+    row = session.panel.analysis.loc["says_maybe"]
+    assert row["Status"] == "invalid" and "maybe" in row["Problem"] and "first invalid on train row" in row["Problem"]
+    for name in ("raises_often", "says_maybe"):
+        run(ip, capsys, f"%alchemist remove {name}")
+    assert [p.name for p in session.programs] == names
+
+
+def test_remove_disable_enable(ip, offline, capsys):
+    from alchemist_magics.notebook.magics import program_list
+
+    session = ip.user_ns["_alchemist"]
+    names = [p.name for p in session.programs]
+    result, out = run(ip, capsys, f"%alchemist disable {names[1]}")
+    assert result.error_in_exec is None and out.startswith(f"disabled {names[1]}; make its cell's first line")
+    assert [p.name for p in session.programs] == names[:1] + names[2:]
+    assert list(session.panel.analysis.index) == names[:1] + names[2:]
+    # the kernel's list keeps it, in place, marked disabled
+    listed = program_list(ip, "spam")
+    assert [p["name"] for p in listed] == names and [p["disabled"] for p in listed] == [n == names[1] for n in names]
+    assert list(ip.run_line_magic("alchemist", "list")["status"])[1] == "disabled"
+    # a program cell whose marker says --disabled registers it disabled; without it, enabled again
+    source = session.workbench.disabled[names[1]].source
+    result, out = run(ip, capsys, f"%%alchemist_program spam {names[1]}\n{source}")
+    assert names[1] not in session.workbench.disabled and [p.name for p in session.programs] == names
+    result, out = run(ip, capsys, f"%%alchemist_program spam {names[1]} --disabled\n{source}")
+    assert out.startswith(f"unchanged {names[1]}") and "disabled" in out and names[1] in session.workbench.disabled
+    result, out = run(ip, capsys, f"%alchemist enable {names[1]}")
+    assert [p.name for p in session.programs] == names and not session.workbench.disabled
+    # remove: gone from the kernel and the panel
+    extra = "%%alchemist_program spam extra\ndef extra(text):\n    return 1 if 'win' in text else -1\n"
+    run(ip, capsys, extra)
+    assert [p.name for p in session.programs] == names + ["extra"]
+    result, out = run(ip, capsys, "%alchemist remove extra")
+    assert out.startswith("removed extra; delete its cell too")
+    assert [p.name for p in session.programs] == names and "extra" not in session.panel.analysis.index
+
+
+def test_load_restores_the_program_set_verified_by_hash(ip, offline, capsys):
+    """A fresh magics instance (a kernel restart): `%alchemist load` and a program cell's automatic
+    load rebuild the task from the store without writing programs."""
+    session = ip.user_ns["_alchemist"]
+    expected = [(p.name, p.source) for p in session.programs]
+    registered = ip.magics_manager.registry["Alchemist"]
+    fresh = Alchemist(shell=ip)
+    fresh.root, fresh.api_key_env = registered.root, "ALCHEMIST_TEST_NO_SUCH_KEY"
+    capsys.readouterr()
+    fresh.alchemist_line("load spam")
+    out = capsys.readouterr().out
+    assert out.startswith(f"loaded task spam from ") and f": {len(expected)} programs, each verified by its hash" in out
+    loaded = fresh.sessions["spam"]
+    assert [(p.name, p.source) for p in loaded.programs] == expected
+    assert loaded.task.description == session.task.description
+    # automatic: a program cell in a kernel that has no session for its task
+    other = Alchemist(shell=ip)
+    other.root, other.api_key_env = registered.root, "ALCHEMIST_TEST_NO_SUCH_KEY"
+    name, source = expected[0]
+    other.alchemist_program(f"spam {name}", source)
+    out = capsys.readouterr().out
+    assert "loaded task spam" in out and f"unchanged {name}" in out
+    assert [(p.name, p.source) for p in other.sessions["spam"].programs] == expected
+    ip.user_ns["_alchemist"] = session
+
+
 def test_help_is_printed_without_error(ip, capsys):
     result, out = run(ip, capsys, "%%alchemist --help\n(IPython refuses an empty cell body)")
     assert result.error_in_exec is None and "--budget BUDGET" in out and "{name}" in out
+    result, out = run(ip, capsys, "%%alchemist --help")  # no body at all
+    assert result.error_in_exec is None and "--budget BUDGET" in out and "--missing" in out
+    result, out = run(ip, capsys, "%%alchemist spam -d df --dev dev")
+    assert "the cell body is the task description" in out
     result, out = run(ip, capsys, "%alchemist --help")
     assert result.error_in_exec is None and "zeroshot" in out and "export" in out
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import html
 import os
 import re
 import shlex
+import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
@@ -23,12 +27,14 @@ from traitlets import Int, Unicode, default
 
 from ..data import Dataset, from_dataframe
 from ..llm import CostMeter, LLMClient, LLMConfig
+from ..llm.client import DEFAULT_MODEL
 from ..llm.writer import LLMWriter
 from ..programs import Program
 from ..synth.writer import OfflineWriter
 from ..task import TaskSpec
 from ..workbench import Workbench
-from .comm import program_cell, send_program_cells, send_stats, stats_message
+from .comm import (CELL_MAGIC, cell_id, listen, program_cell, request_code, request_metadata, send,
+                   send_program_cells, send_stats, stats_message, text_hash)
 from .panel import Panel, write_labels
 
 
@@ -61,10 +67,18 @@ def _one_line(method):
             return None
         except AlchemistError:
             raise
+        except KeyboardInterrupt:
+            raise AlchemistError("interrupted; the programs registered so far are kept "
+                                 "(a program that hangs: lower --time-limit)") from None
         except (ValueError, LookupError, RuntimeError, OSError) as e:
             text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             raise AlchemistError(str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__) from None
     return wrapper
+
+
+def _cell_lines(reason: str) -> str:
+    """A rejection reason with line numbers counted in the program cell (its marker is line 1)."""
+    return re.sub(r"\bline (\d+)", lambda m: f"line {int(m.group(1)) + 1} of the cell", reason)
 
 
 def interpolate(text: str, namespace: dict) -> str:
@@ -95,6 +109,10 @@ class TaskSession:
 
     ``cells`` is the JupyterLab extension's answer to the last program cells sent: which programs
     it ``inserted``, how many old cells it ``replaced``, which edited cells it ``kept``.
+    The notebook is the source of truth for the program set: ``cell_of`` binds each program to the
+    id of the cell that holds it, ``order`` is the notebook's order of the task's program cells
+    (from the extension), ``gone`` the ids of cells the extension reported deleted, ``run`` the id
+    of the last execution of the ``%%alchemist`` cell (``magic_cell``).
     """
 
     task: TaskSpec
@@ -103,6 +121,13 @@ class TaskSession:
     model: str
     notes: list[str] = field(default_factory=list)
     cells: dict = field(default_factory=dict)
+    cell_of: dict = field(default_factory=dict)
+    order: list = field(default_factory=list)
+    gone: set = field(default_factory=set)
+    run: str | None = None
+    magic_cell: str | None = None
+    meta: dict = field(default_factory=dict)
+    line: "StatusLine | None" = None
 
     @property
     def programs(self) -> list[Program]:
@@ -112,6 +137,66 @@ class TaskSession:
     def distilled(self):
         """The distilled model of ``%alchemist distill`` (``workbench.distilled``)."""
         return self.workbench.distilled
+
+    def all_programs(self) -> list[Program]:
+        """Enabled and disabled programs, in the notebook's order where it is known."""
+        wb = self.workbench
+        everything = [*wb.programs, *wb.disabled.values()]
+        rank = {name: i for i, name in enumerate(self.order)}
+        return sorted(everything, key=lambda p: rank.get(p.name, len(rank)))
+
+
+class StatusLine:
+    """One line of text in a cell's output that can change after the cell has finished (an
+    ipywidgets label where widgets render; its text elsewhere, e.g. nbval)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._widget = None
+
+    def update(self, text: str) -> None:
+        self.text = text
+        if self._widget is not None:
+            self._widget.value = html.escape(text)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": self.text}
+        try:
+            import ipywidgets
+
+            if self._widget is None:
+                self._widget = ipywidgets.HTML(value=html.escape(self.text))
+                self._widget.add_class("alchemist-status-line")
+            view = self._widget._repr_mimebundle_() or {}
+        except ImportError:
+            return bundle
+        bundle.update({k: v for k, v in view.items() if k != "text/plain"})
+        return bundle
+
+
+def program_list(shell, task: str) -> list[dict]:
+    """The kernel's program set of ``task``, in order: ``{"name", "source", "disabled"}`` each
+    (what the browser tests compare with the notebook's program cells)."""
+    session = shell.magics_manager.registry["Alchemist"].sessions[task]
+    disabled = session.workbench.disabled
+    return [{"name": p.name, "source": p.source, "disabled": p.name in disabled} for p in session.all_programs()]
+
+
+def parse_marker(line: str) -> dict:
+    """``TASK [NAME] [--disabled]`` (the marker line without ``%%alchemist_program``)."""
+    p = _Parser(prog="%%alchemist_program", add_help=False)
+    p.add_argument("task")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--disabled", action="store_true")
+    try:
+        args = p.parse_args(shlex.split(line))
+    except AlchemistError:
+        raise AlchemistError("write %%alchemist_program TASK [NAME] [--disabled] as the first line "
+                             "of a program cell") from None
+    return vars(args)
 
 
 def _cell_parser() -> _Parser:
@@ -133,6 +218,14 @@ def _cell_parser() -> _Parser:
     p.add_argument("--offline", action="store_true", help="use the offline synthesizer even with an endpoint")
     p.add_argument("--sample", type=int, default=0, help="another number asks for fresh programs (cache key)")
     p.add_argument("--next-cell", action="store_true", help="also put all programs into the next cell")
+    p.add_argument("--time-limit", type=float, default=60.0, dest="time_limit",
+                   help="seconds one program may run over all rows of a split (default 60)")
+    p.add_argument("--missing", choices=["error", "drop", "empty"], default="error",
+                   help="rows whose text is NaN/None: error (default), drop them, or use an empty text")
+    p.add_argument("--writer-share", type=float, default=0.5, dest="writer_share",
+                   help="share of the --dev rows the programs are written from; the rest score them and "
+                        "choose the label model (default 0.5; 1 = write and score on the same rows, in-sample)")
+    p.add_argument("--estimate", action="store_true", help="print what writing the programs would cost; send nothing")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -148,9 +241,16 @@ def _line_parser() -> _Parser:
                        ("distill", "train a small model on the label model's labels"),
                        ("export", "write the programs as a .py file with snorkel LFs"),
                        ("labels", "the rows with the label model's label, confidence and coverage"),
+                       ("remove", "remove a program and its cell"),
+                       ("disable", "keep a program and its cell but stop running it (--disabled in its marker)"),
+                       ("enable", "run a disabled program again"),
+                       ("load", "restore a task from its store (programs verified by their hashes)"),
                        ("config", "show the settings")]:
         s = sub.add_parser(name, help=text, description=text)
-        if name != "config":
+        if name in ("remove", "disable", "enable"):
+            s.add_argument("name", help="the program")
+            s.add_argument("--task", help="task name (default: the last one)")
+        elif name != "config":
             s.add_argument("task", nargs="?", help="task name (default: the last one)")
         if name == "analyze":
             s.add_argument("--sort", help="column to sort by (descending)")
@@ -175,7 +275,8 @@ def _line_parser() -> _Parser:
 class Alchemist(Magics):
     """The magics, configured with ``%config Alchemist.<name> = value``."""
 
-    model = Unicode(help="LLM model name ($ALCHEMIST_MODEL, default gpt-4o-mini)").tag(config=True)
+    model = Unicode(help="LLM model name ($ALCHEMIST_MODEL; empty: the one a --base-url server lists, "
+                         "else gpt-4o-mini)").tag(config=True)
     base_url = Unicode(help="OpenAI-compatible endpoint ($OPENAI_BASE_URL); empty = OpenAI").tag(config=True)
     api_key_env = Unicode("OPENAI_API_KEY", help="environment variable holding the API key").tag(config=True)
     root = Unicode(help="folder for programs and caches ($ALCHEMIST_ROOT, default .alchemist)").tag(config=True)
@@ -183,7 +284,7 @@ class Alchemist(Magics):
 
     @default("model")
     def _default_model(self):
-        return LLMConfig().model
+        return LLMConfig().model or ""
 
     @default("base_url")
     def _default_base_url(self):
@@ -206,7 +307,7 @@ class Alchemist(Magics):
             raise AlchemistError(f"{option} {name}: no variable {name!r} in the notebook")
         return self.shell.user_ns[name]
 
-    def _dataset(self, value, name, text, label, classes, *, need_labels=False) -> Dataset:
+    def _dataset(self, value, name, text, label, classes, *, need_labels=False, missing="error") -> Dataset:
         if isinstance(value, Dataset):
             if need_labels and not value.has_labels:
                 raise AlchemistError(f"{name} has no gold labels; the dev rows must be labeled")
@@ -216,60 +317,189 @@ class Alchemist(Magics):
         label_column = label or "label"
         if label_column not in value.columns:
             if need_labels:
+                if label:
+                    raise AlchemistError(f"--label {label}: {name} has no column {label!r}; "
+                                         f"its columns are {list(map(str, value.columns))}")
                 raise AlchemistError(f"{name} has no label column {label_column!r}; pass --label COLUMN")
             label_column = None
-        return from_dataframe(value, text, label_column, classes, name=name)
+        try:
+            return from_dataframe(value, text, label_column, classes, name=name, missing=missing)
+        except ValueError as e:
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "missing=" in message:
+                message += " (the magic takes --missing drop or --missing empty)"
+            raise AlchemistError(message) from None
 
     def _client(self, meter: CostMeter, model=None, base_url=None) -> LLMClient:
-        config = LLMConfig(model=model or self.model, base_url=base_url or self.base_url or None,
+        config = LLMConfig(model=model or self.model or None, base_url=base_url or self.base_url or None,
                            api_key_env=self.api_key_env)
         return LLMClient(config, cache=Path(self.root) / "cache" / "llm", meter=meter)
 
     def _endpoint_configured(self, base_url=None) -> bool:
         return bool(base_url or self.base_url or os.environ.get(self.api_key_env))
 
-    def _session(self, task: str | None) -> TaskSession:
+    def _session(self, task: str | None, *, load: bool = False) -> TaskSession:
         name = task or self.last
         if name is None:
             raise AlchemistError("no task yet: run a %%alchemist cell first")
+        if name not in self.sessions and load and self._load(name, quiet=True) is not None:
+            return self.sessions[name]
         if name not in self.sessions:
             raise AlchemistError(f"no task {name!r} in this kernel (tasks: {sorted(self.sessions)}); "
                                  f"run its %%alchemist cell first")
         return self.sessions[name]
 
     def cost(self, session: TaskSession) -> dict:
-        """The task's cost account (``Workbench.cost``) for the session's model."""
-        return session.workbench.cost(session.model)
+        """The task's cost account (``Workbench.cost``) for the session's model, with the budget."""
+        cost = session.workbench.cost(session.model)
+        budget = session.meta.get("budget")
+        if budget is not None:
+            cost["budget_usd"] = budget
+            cost["budget_left_usd"] = max(0.0, budget - (cost.get("spent_usd") or 0.0))
+        return cost
 
     def refresh(self, session: TaskSession) -> None:
-        """Apply the programs (cached outputs reused: only new or edited ones run), fit, redraw."""
+        """Apply the programs (cached outputs reused: only new or edited ones run), fit, redraw,
+        tell the sidebar and record the program set in the store (for ``%alchemist load``)."""
         wb, panel = session.workbench, session.panel
+        if session.order:
+            wb.reorder(session.order)
+        self._save(session)
+        if not wb.programs:
+            wb.results.clear()
+            panel.update(status=f"no programs ({len(wb.disabled)} disabled)")
+            self.publish(session)
+            return
         panel.progress(0, 2, f"applying {len(wb.programs)} programs")
         wb.apply(progress=False)
         panel.progress(1, 2, "fitting the label model")
         selection = wb.fit()
         panel.progress(2, 2, "done")
         analysis, cost = wb.analysis(), self.cost(session)
+        bad = int((analysis["Status"] != "ok").sum())
+        disabled = f", {len(wb.disabled)} disabled" if wb.disabled else ""
         panel.update(analysis=analysis, scores=selection.scores if selection else None,
                      chosen=wb.model_name, cost=cost,
-                     status=f"{len(wb.programs)} programs, {len(wb.rejected)} rejected; label model {wb.model_name}")
+                     status=f"{len(wb.programs)} programs" + (f" ({bad} not ok)" if bad else "")
+                            + f"{disabled}, {len(wb.rejected)} rejected; "
+                            f"label model {wb.model_name}")
         self.publish(session, analysis, cost)
+
+    def _save(self, session: TaskSession) -> None:
+        try:
+            session.workbench.save_set(session.meta)
+        except OSError as e:  # the store is a convenience for load: never fail a cell over it
+            session.notes.append(f"could not record the program set: {e}")
 
     def publish(self, session: TaskSession, analysis=None, cost=None) -> bool:
         """Send the task's program statistics and cost to the JupyterLab sidebar (no-op elsewhere)."""
         wb = session.workbench
-        analysis = wb.analysis() if analysis is None else analysis
+        if analysis is None and wb.programs and "train" in wb.results:
+            analysis = wb.analysis()
         cost = self.cost(session) if cost is None else cost
-        return send_stats(self.shell, stats_message(session.task.name, wb.programs, analysis, cost, wb.model_name))
+        return send_stats(self.shell, stats_message(session.task.name, session.all_programs(), analysis, cost,
+                                                    wb.model_name if wb.label_model is not None else None,
+                                                    disabled=set(wb.disabled)))
 
     def _show_programs(self, session: TaskSession, programs: list[Program], next_cell: bool) -> None:
         cells = [program_cell(session.task.name, p) for p in programs]
-        sent = send_program_cells(self.shell, session.task.name, programs, on_ack=session.cells.update)
-        print(f"{len(programs)} programs" + (" sent to JupyterLab as cells" if sent else "")
-              + f"; in Python: _alchemist.programs. Run a program cell to register an edit.")
+        n = len(programs)
+        session.line = StatusLine(
+            f"{n} programs, shown below; in Python: _alchemist.programs." + (
+                " Asked JupyterLab to insert them as cells: no answer from the alchemist extension yet "
+                "(without it, copy them from here or re-run with --next-cell)." if session.run else
+                " This frontend sent no cell id, so they are not inserted as cells: copy them from here "
+                "or re-run with --next-cell."))
+        if session.run:
+            send_program_cells(self.shell, session.task.name, programs, run=session.run,
+                               on_ack=functools.partial(self._on_ack, session))
+        display(session.line)
         display(ProgramListing(cells))
         if next_cell:
             self.shell.set_next_input("\n".join(cells), replace=False)
+
+    # -- the extension's messages (after the cell finished) ------------------------------------------
+    def _on_ack(self, session: TaskSession, data: dict) -> None:
+        """The extension inserted (or could not insert) the cells: bind them, register the edited
+        cells it kept (the notebook is the truth), follow its order, redraw."""
+        try:
+            session.cells.update(data)
+            if not data.get("found"):
+                session.line.update(f"{len(session.programs)} programs, shown below: JupyterLab could not find "
+                                    "the %%alchemist cell to insert them after (was it deleted?).")
+                return
+            problems = self._reconcile(session, data.get("cells") or [], register_edited=True)
+            kept = data.get("kept") or []
+            text = (f"{len(data.get('inserted') or [])} programs sent to JupyterLab as cells below this one "
+                    f"(replaced {data.get('replaced', 0)} old cells"
+                    + (f"; kept {len(kept)} edited: {', '.join(kept)}, registered with their edits" if kept else "")
+                    + "). Run a program cell to register an edit.")
+            session.line.update(text + "".join(f" {p}" for p in problems))
+        except Exception as e:  # a comm handler has nowhere to raise to: say it in the cell's line
+            if session.line is not None:
+                session.line.update(f"alchemist: could not follow the notebook's cells: {type(e).__name__}: {e}")
+
+    def _on_message(self, data: dict) -> None:
+        """A message the extension opened: ``sync`` (cells deleted, moved or inserted)."""
+        if not isinstance(data, dict) or data.get("kind") != "sync":
+            return
+        cells = [c for c in data.get("cells") or [] if isinstance(c, dict)]
+        for name, session in list(self.sessions.items()):
+            try:
+                self._reconcile(session, [c for c in cells if c.get("task") == name], register_edited=False)
+            except Exception as e:
+                session.notes.append(f"sync failed: {type(e).__name__}: {e}")
+
+    def _reconcile(self, session: TaskSession, cells: list[dict], *, register_edited: bool) -> list[str]:
+        """Make the kernel's program set follow the task's program cells (in notebook order).
+
+        Programs bound to a cell that is no longer there are removed; with ``register_edited`` the
+        cells' sources are registered where they differ from the kernel's (the edited cells a new
+        run of the magic kept). Returns one line per edited cell that could not be registered.
+        """
+        wb, problems, changed = session.workbench, [], False
+        present = {c.get("cell_id") for c in cells}
+        names_in_cells = {c.get("name") for c in cells}
+        for name, cid in list(session.cell_of.items()):
+            if cid not in present:
+                del session.cell_of[name]
+                session.gone.add(cid)
+                if name not in names_in_cells and (name in wb.disabled or name in [p.name for p in wb.programs]):
+                    wb.remove(name)
+                    changed = True
+        for c in cells:
+            if c.get("name") and c.get("cell_id"):
+                session.cell_of[c["name"]] = c["cell_id"]
+        if register_edited:
+            current = {p.name: p for p in session.all_programs()}
+            for c in cells:
+                marker, _, body = str(c.get("source", "")).partition("\n")
+                try:
+                    options = parse_marker(marker.removeprefix("%%" + CELL_MAGIC))
+                except AlchemistError:
+                    continue
+                name, old = options["name"] or c.get("name"), current.get(options["name"] or c.get("name"))
+                disabled = options["disabled"]
+                if old is not None and old.source.rstrip() == body.rstrip():
+                    if disabled != (name in wb.disabled):
+                        (wb.disable if disabled else wb.enable)(name)
+                        changed = True
+                    continue
+                program = Program(body, name=name, provenance={"source": "notebook cell",
+                                                               "parent": old.id if old else None})
+                if wb.add(program):
+                    if disabled:
+                        wb.disable(name)
+                    changed = True
+                else:
+                    problems.append(f"Edited cell {name} not registered: {_cell_lines(wb.rejected[-1][1])}.")
+        order = [c.get("name") for c in cells]
+        if order != session.order:
+            session.order = order
+            changed = True
+        if changed:
+            self.refresh(session)
+        return problems
 
     # -- %%alchemist ----------------------------------------------------------------------------
     @cell_magic("alchemist")
@@ -279,48 +509,106 @@ class Alchemist(Magics):
         args = _cell_parser().parse_args(shlex.split(line))
         if args.n < 1:
             raise AlchemistError(f"-n {args.n}: ask for at least 1 program")
+        if args.time_limit <= 0:
+            raise AlchemistError(f"--time-limit {args.time_limit}: give a positive number of seconds")
+        if not 0 < args.writer_share <= 1:
+            raise AlchemistError(f"--writer-share {args.writer_share}: give a share in (0, 1]")
+        session, offline = self._make_session(args, cell, line)
+        wb = session.workbench
+        if args.estimate:
+            return self._estimate(session, args, offline)
+        session.panel.progress(0, args.n, f"writing {args.n} programs")
+        display(session.panel)
+        accepted = self._write_programs(session, args, session.model, offline)
+        # Registered only now: a failed cell leaves the task's previous state in place.
+        self.sessions[session.task.name], self.last = session, session.task.name
+        self.shell.user_ns["_alchemist"] = session
+        session.magic_cell = cell_id(self.shell)
+        session.run = uuid.uuid4().hex[:12] if session.magic_cell else None
+        session.order = [p.name for p in wb.programs]
+        self.refresh(session)
+        self._show_programs(session, accepted, args.next_cell)
+
+    def _make_session(self, args, cell: str, line: str) -> tuple[TaskSession, bool]:
+        """The task, its data splits and its (empty) workbench, from the magic's options and body."""
         description = interpolate(cell.strip(), self.shell.user_ns)
         if not description:
             raise AlchemistError("the cell body is the task description: write what to label below the first line")
         classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-        train = self._dataset(self._variable(args.data, "--data"), args.data, args.text, args.label, classes)
+        data = self._variable(args.data, "--data")
+        train = self._dataset(data, args.data, args.text, args.label, classes, missing=args.missing)
         classes = classes or train.classes
         dev = self._variable(args.dev, "--dev")
         if dev is not None:
-            dev = self._dataset(dev, args.dev, args.text, args.label, classes, need_labels=True)
+            dev = self._dataset(dev, args.dev, args.text, args.label, classes, need_labels=True, missing=args.missing)
             classes = classes or dev.classes
         test = self._variable(args.test, "--test")
         if test is not None:
-            test = self._dataset(test, args.test, args.text, args.label, classes, need_labels=True)
+            test = self._dataset(test, args.test, args.text, args.label, classes, need_labels=True,
+                                 missing=args.missing)
         if not classes:
+            if args.label:
+                raise AlchemistError(f"--label {args.label}: no column {args.label!r} in {args.data}"
+                                     + (f" or {args.dev}" if args.dev else "")
+                                     + f" (columns: {list(map(str, data.columns)) if isinstance(data, pd.DataFrame) else '?'})"
+                                     "; pass the label column's name, or --classes a,b")
             raise AlchemistError("no class names: pass --classes a,b or --label COLUMN (with labeled rows)")
         task = TaskSpec(args.task, description, list(classes), keywords=parse_keywords(args.keywords), rules=args.rule)
-        model = args.model or self.model
-        wb = Workbench(task, train, dev, test, root=self.root, workers=self.workers or None, seed=args.seed)
+        model = args.model or self.model or DEFAULT_MODEL
+        labeled, scored = dev, dev
+        if dev is not None and args.writer_share < 1:
+            # honest numbers: the rows programs are written from do not score them or choose the label model
+            order = np.random.default_rng(args.seed).permutation(len(dev))
+            cut = max(1, min(len(dev) - 1, round(len(dev) * args.writer_share)))
+            if len(dev) >= 2:
+                labeled = dev.subset(np.sort(order[:cut]), name=f"{args.dev} (writer rows)")
+                scored = dev.subset(np.sort(order[cut:]), name=f"{args.dev} (scoring rows)")
+        wb = Workbench(task, train, scored, test, labeled=labeled, root=self.root, workers=self.workers or None,
+                       seed=args.seed, time_limit_s=args.time_limit)
         offline = args.offline or not self._endpoint_configured(args.base_url)
         if offline and dev is None:
             raise AlchemistError(f"no LLM endpoint configured (set ${self.api_key_env} or %config Alchemist.base_url) "
                                  "and the offline synthesizer needs labeled rows: pass --dev VARIABLE")
-        session = TaskSession(task, wb, Panel(task.name, workbench=wb), model)
-        session.panel.progress(0, args.n, f"writing {args.n} programs")
-        display(session.panel)
-        accepted = self._write_programs(session, args, model, offline)
-        # Registered only now: a failed cell leaves the task's previous state in place.
-        self.sessions[task.name], self.last = session, task.name
-        self.shell.user_ns["_alchemist"] = session
-        self.refresh(session)
-        self._show_programs(session, accepted, args.next_cell)
+        session = TaskSession(task, wb, Panel(task.name, workbench=wb), model,
+                              meta={"line": line, "description": cell, "budget": args.budget})
+        return session, offline
+
+    def _estimate(self, session: TaskSession, args, offline: bool):
+        if offline:
+            print(f"the offline synthesizer writes the programs: $0, no request ({len(session.workbench.writer_rows)} "
+                  "writer rows). Nothing was written or sent.")
+            return None
+        from ..llm.cost import TYPICAL_PROGRAM_REPLY_TOKENS, estimate_requests
+        from ..llm.generate import program_requests
+
+        client = self._client(session.workbench.meter, args.model, args.base_url)
+        requests, _ = program_requests(session.task, args.n, first_sample=args.sample)
+        estimate = estimate_requests(client.model, [r.messages for r in requests],
+                                     reply_tokens=TYPICAL_PROGRAM_REPLY_TOKENS, max_tokens=client.config.max_tokens,
+                                     prices=client.meter.prices)
+        budget = "" if args.budget is None else f"; --budget ${args.budget:.4f}"
+        print(f"estimate for {args.n} programs with {session.model}: {estimate}{budget}. Nothing was sent "
+              "(cached replies would cost $0).")
+        return estimate
 
     def _write_programs(self, session: TaskSession, args, model: str, offline: bool) -> list[Program]:
         wb = session.workbench
+        dev, writer_rows = wb.datasets.get("dev"), wb.writer_rows
+        split = (f"{len(writer_rows)} of the {len(writer_rows) + len(dev)} --dev rows (the other {len(dev)} score "
+                 "them and choose the label model, so their numbers are not in-sample)"
+                 if writer_rows is not None and dev is not None and writer_rows is not dev else
+                 f"{len(writer_rows)} labeled dev rows (the same rows score them: in-sample numbers)"
+                 if writer_rows is not None else "")
         if offline:
             why = "--offline" if args.offline else f"no LLM endpoint configured (${self.api_key_env} unset)"
-            print(f"{why}: writing up to {args.n} programs with the offline synthesizer from "
-                  f"{len(wb.writer_rows)} labeled dev rows.")
+            print(f"{why}: writing up to {args.n} programs with the offline synthesizer from {split}.")
             writer = OfflineWriter()
         else:
-            writer = LLMWriter(self._client(wb.meter, model, args.base_url), budget_usd=args.budget,
-                               first_sample=args.sample)
+            if split:
+                print(f"exemplars from {split}.")
+            client = self._client(wb.meter, args.model, args.base_url)
+            session.model = client.model  # asks a --base-url server for its model when none is set
+            writer = LLMWriter(client, budget_usd=args.budget, first_sample=args.sample)
         result = wb.write(writer, args.n)
         for failure in result.failures:
             print(f"failed: {failure}")
@@ -332,50 +620,161 @@ class Alchemist(Magics):
             raise AlchemistError(f"none of the {len(result.programs)} programs passed the smoke test; see the reasons above")
         return result.accepted
 
+    def _load(self, task: str, *, quiet: bool = False) -> TaskSession | None:
+        """Rebuild a task from ``<root>/<task>/current.json`` (the magic's options, the program set)
+        and the store, verifying each program's hash; None when nothing was recorded."""
+        from ..llm.provenance import ProgramStore
+        from ..workbench import read_current
+
+        entries, meta = read_current(ProgramStore(task, self.root))
+        if not meta.get("line"):
+            if quiet:
+                return None
+            raise AlchemistError(f"nothing recorded for task {task!r} under {self.root}: run its %%alchemist cell")
+        args = _cell_parser().parse_args(shlex.split(meta["line"]))
+        session, _ = self._make_session(args, meta.get("description", ""), meta["line"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            missing = session.workbench.load()
+        session.order = [e.get("name") for e in entries]
+        self.sessions[task], self.last = session, task
+        self.shell.user_ns["_alchemist"] = session
+        if session.workbench.programs:
+            self.refresh(session)
+        else:
+            self.publish(session)
+        skipped = [str(w.message).split(";")[0] for w in caught] + [f"{m}: not in the store" for m in missing]
+        n, d = len(session.workbench.programs), len(session.workbench.disabled)
+        print(f"loaded task {task} from {session.workbench.store.folder}: {n} programs"
+              + (f" and {d} disabled" if d else "") + ", each verified by its hash"
+              + (f"; skipped {len(skipped)}: " + "; ".join(skipped) if skipped else ""))
+        return session
+
     # -- %%alchemist_program ------------------------------------------------------------------------
     @cell_magic("alchemist_program")
     @_one_line
     def alchemist_program(self, line: str, cell: str):
-        """``%%alchemist_program TASK [NAME]``: register the cell's source as program NAME of TASK
-        (replacing the program of that name) and re-apply only it."""
-        words = line.split()
-        if not 1 <= len(words) <= 2:
-            raise AlchemistError("write %%alchemist_program TASK [NAME] as the first line of a program cell")
-        session = self._session(words[0])
+        """``%%alchemist_program TASK [NAME] [--disabled]``: register the cell's source as program NAME
+        of TASK (replacing the program of that name) and re-apply only it."""
+        options = parse_marker(line)
+        session = self._session(options["task"], load=True)
         wb = session.workbench
-        old = {p.name: p for p in wb.programs}
-        name = words[1] if len(words) == 2 else None
+        cid, meta = cell_id(self.shell), request_metadata(self.shell).get("alchemist") or {}
+        refused = self._refusal(session, cid, meta)
+        if refused:
+            print(refused)
+            return None
+        old = {p.name: p for p in session.all_programs()}
+        name = options["name"]
         program = Program(cell, name=name, provenance={"source": "notebook cell",
                                                        "parent": old[name].id if name in old else None})
         if name in old and old[name].source == program.source:
             program = old[name]  # unchanged: keep its provenance
         elif not wb.add(program):
-            raise AlchemistError(f"program {program.name} not registered: {wb.rejected[-1][1]}")
+            raise AlchemistError(f"program {program.name} not registered: {_cell_lines(wb.rejected[-1][1])}")
+        if cid is not None:
+            for other, bound in list(session.cell_of.items()):
+                if bound == cid and other != program.name:  # the marker was renamed: the cell holds a new program
+                    del session.cell_of[other]
+                    if other in old:
+                        wb.remove(other)
+            session.cell_of[program.name] = cid
+        was_disabled = program.name in wb.disabled
+        if options["disabled"]:
+            wb.disable(program.name)
+        elif was_disabled:
+            wb.enable(program.name)
+        if program.name not in session.order:
+            session.order.append(program.name)
         self.refresh(session)
-        row = session.panel.analysis.loc[program.name]
         verb = "unchanged" if program is old.get(name) else "replaced" if program.name in old else "added"
+        if options["disabled"]:
+            print(f"{verb} {program.name} ({program.id}), disabled: it does not run or vote "
+                  f"(%alchemist enable {program.name} or take --disabled off its marker line)")
+            return None
+        row = session.panel.analysis.loc[program.name]
         acc = row.get("Emp. Acc.")
         print(f"{verb} {program.name} ({program.id}): coverage {row['Coverage']:.3f}"
               + (f", dev accuracy {acc:.3f}" if acc is not None and not pd.isna(acc) else "")
-              + f", status {row['Status']}; label model {wb.model_name}")
+              + f", status {row['Status']}" + (f" ({row['Problem']})" if row.get("Problem") else "")
+              + f"; label model {wb.model_name}")
+
+    def _refusal(self, session: TaskSession, cid: str | None, meta: dict) -> str | None:
+        """Why an execution of a program cell must not register (one line), or None."""
+        if cid is not None and cid in session.gone:
+            return ("not registered: this cell is no longer in the notebook (it was deleted or replaced); "
+                    "the kernel's programs follow the notebook's cells")
+        code = request_code(self.shell)
+        if (meta.get("run") and session.run and meta["run"] != session.run
+                and code is not None and text_hash(code) == meta.get("source_hash")):
+            return ("not registered: this cell was replaced by a newer run of its %%alchemist cell "
+                    "(the kernel has that run's programs); run the new cells")
+        return None
 
     # -- %alchemist -------------------------------------------------------------------------------
     @line_magic("alchemist")
     @_one_line
     def alchemist_line(self, line: str):
-        """``%alchemist status|list|apply|fit|analyze|cost|zeroshot|repair|distill|export|config``."""
+        """``%alchemist status|list|apply|fit|analyze|cost|zeroshot|repair|distill|export|remove|disable|enable|load|config``."""
         args = _line_parser().parse_args(shlex.split(line))
         if args.command == "config":
             return pd.Series({name: getattr(self, name) for name in self.trait_names(config=True)}, name="Alchemist")
-        session = self._session(args.task)
+        if args.command == "load":
+            self._load(args.task or self.last or "", quiet=False)
+            return None
+        session = self._session(getattr(args, "task", None))
         return getattr(self, f"_cmd_{args.command}")(session, args)
 
     def _cmd_status(self, session, args):
         return session.panel
 
     def _cmd_list(self, session, args):
-        return pd.DataFrame([{"name": p.name, "id": p.id, "source": p.provenance.get("source", "llm")}
-                             for p in session.programs])
+        wb = session.workbench
+        table = session.panel.analysis
+        return pd.DataFrame([{"name": p.name, "id": p.id, "source": p.provenance.get("source", "llm"),
+                              "cell": session.cell_of.get(p.name),
+                              "status": "disabled" if p.name in wb.disabled else
+                              table.loc[p.name, "Status"] if table is not None and p.name in table.index else None}
+                             for p in session.all_programs()])
+
+    def _named(self, session, name: str) -> str:
+        names = [p.name for p in session.all_programs()]
+        if name not in names:
+            raise AlchemistError(f"task {session.task.name} has no program {name!r}; programs: {names}")
+        return name
+
+    def _cmd_remove(self, session, args):
+        name = self._named(session, args.name)
+        session.workbench.remove(name)
+        cid = session.cell_of.pop(name, None)
+        if cid:
+            session.gone.add(cid)
+        session.order = [n for n in session.order if n != name]
+        sent = send(self.shell, {"kind": "remove", "task": session.task.name, "name": name, "cell_id": cid})
+        self.refresh(session)
+        print(f"removed {name}" + (" and asked JupyterLab to delete its cell" if sent else
+                                   "; delete its cell too, or running it registers it again"))
+
+    def _cmd_disable(self, session, args):
+        self._toggle(session, args.name, disable=True)
+
+    def _cmd_enable(self, session, args):
+        self._toggle(session, args.name, disable=False)
+
+    def _toggle(self, session, name, *, disable: bool) -> None:
+        name = self._named(session, name)
+        wb = session.workbench
+        if disable == (name in wb.disabled):
+            print(f"{name} is already {'disabled' if disable else 'enabled'}")
+            return
+        (wb.disable if disable else wb.enable)(name)
+        line = f"%%{CELL_MAGIC} {session.task.name} {name}" + (" --disabled" if disable else "")
+        sent = send(self.shell, {"kind": "marker", "task": session.task.name, "name": name,
+                                 "cell_id": session.cell_of.get(name), "line": line})
+        self.refresh(session)
+        print(f"{'disabled' if disable else 'enabled'} {name}"
+              + (f"; its cell's first line is now {line!r}" if sent else
+                 f"; make its cell's first line {line!r} so a re-run keeps it so"))
 
     def _cmd_apply(self, session, args):
         self.refresh(session)
@@ -398,7 +797,10 @@ class Alchemist(Magics):
         return table
 
     def _cmd_cost(self, session, args):
-        return pd.Series(self.cost(session), name="cost", dtype=object)
+        cost = self.cost(session)
+        spent = cost.get("by_purpose") or {}
+        lines = {f"spent on {purpose}": usd for purpose, usd in spent.items()}
+        return pd.Series({**cost, **lines}, name="cost", dtype=object)
 
     def _cmd_zeroshot(self, session, args):
         dev = session.workbench.datasets.get("dev")
@@ -471,3 +873,14 @@ def load_ipython_extension(shell) -> None:
     shell.register_magics(magics)
     if magics not in shell.configurables:
         shell.configurables.append(magics)
+    listen(shell, magics._on_message)
+    if _empty_body not in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.append(_empty_body)
+
+
+def _empty_body(lines: list[str]) -> list[str]:
+    """Give ``%%alchemist ...`` with no body a blank one, so ``%%alchemist --help`` prints the help
+    (IPython refuses a cell magic with an empty body before the magic sees it)."""
+    if lines and re.match(r"%%alchemist(\s|$)", lines[0]) and not any(line.strip() for line in lines[1:]):
+        return [lines[0].rstrip("\n") + "\n", "\n"]
+    return lines
