@@ -218,3 +218,31 @@ def test_bad_input_raises_a_clear_value_error():
         mlp(uncovered="prior").fit(X[TRAIN], blank)
     with pytest.raises(ValueError, match="use metric='macro_f1'"):
         mlp(metric="f1").fit(X[TRAIN], PROBA[TRAIN], dev=X[TEST], dev_labels=TRUTH[TEST])
+
+
+@pytest.mark.parametrize("kind", ["mlp", "logreg"])
+def test_labeled_rows_correct_a_wrong_teacher(kind):
+    """Semi-supervised: gold-labeled rows weigh `labeled_share` of the loss and pull the student back
+    where the teacher is systematically wrong (here it never says class 0: it calls those rows 1)."""
+    teacher = TRUTH[TRAIN].copy()
+    teacher[teacher == 0] = 1
+    wrong = np.eye(3, dtype=np.float32)[teacher] * 0.9 + 0.1 / 3
+    gold, test = slice(2000, 2300), slice(2300, None)
+    zero = TRUTH[test] == 0
+    extra = {"C": 10.0} if kind == "logreg" else {}
+    teacher_only = mlp(model=kind, **extra).fit(X[TRAIN], wrong)
+    assert (teacher_only.predict(X[test])[zero] == 0).mean() < 0.1
+    both = mlp(model=kind, **extra).fit(X[TRAIN], wrong, labeled=X[gold], labeled_labels=TRUTH[gold])
+    assert both.labeled_rows_ == 300 and both.labeled_repeat_ == round(0.5 / 0.5 * 2000 / 300)
+    recall = (both.predict(X[test])[zero] == 0).mean()
+    assert recall > 0.15  # the teacher alone: < 0.1
+    if kind == "logreg":  # the more the gold rows weigh, the more they pull (the MLP memorises the copies instead)
+        more = mlp(model=kind, **extra).fit(X[TRAIN], wrong, labeled=X[gold], labeled_labels=TRUTH[gold],
+                                            labeled_share=0.9)
+        assert (more.predict(X[test])[zero] == 0).mean() > recall + 0.1
+    # labeled rows marked -1 are unknown and ignored; labels out of range are refused
+    part = TRUTH[gold].copy()
+    part[:100] = -1
+    assert mlp(model=kind, **extra).fit(X[TRAIN], wrong, labeled=X[gold], labeled_labels=part).labeled_rows_ == 200
+    with pytest.raises(ValueError, match="labeled_labels"):
+        mlp(model=kind).fit(X[TRAIN], wrong, labeled=X[gold], labeled_labels=TRUTH[gold] + 5)

@@ -158,3 +158,33 @@ def test_sentence_embeddings_offline_from_a_local_model(monkeypatch, tmp_path):
     assert E[0] @ E[1] > 0.8 > 0.3 > E[0] @ E[2]  # paraphrases close, unrelated text far
     restored = pickle.loads(pickle.dumps(embed))  # a saved model keeps the name, not the weights
     assert restored._encoder is None and restored.key == embed.key
+
+
+class CountingEncoder:
+    """Embeds a text as [len, vowels, 1], normalised; counts the texts it was asked to embed."""
+
+    key = '{"kind": "counting"}'
+
+    def __init__(self):
+        self.seen = []
+
+    def transform(self, texts):
+        self.seen += list(texts)
+        out = np.array([[len(t), sum(c in "aeiou" for c in t), 1.0] for t in texts], dtype=np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_embedding_store_embeds_each_text_once_across_lists_and_processes(tmp_path):
+    from alchemist_magics.distill import EmbeddingStore, embed_texts
+
+    enc = CountingEncoder()
+    first = embed_texts(["alpha", "beta", "alpha"], enc, tmp_path)
+    assert enc.seen == ["alpha", "beta"]  # the duplicate is embedded once
+    again = embed_texts(["beta", "gamma", "alpha"], enc, tmp_path)
+    assert enc.seen == ["alpha", "beta", "gamma"]  # only the new text
+    np.testing.assert_array_equal(again[[2, 0]], first[[0, 1]])
+    fresh = CountingEncoder()  # a new store object (another process) reads the shards from disk
+    out = embed_texts(["gamma", "alpha"], fresh, store=EmbeddingStore(tmp_path, CountingEncoder.key))
+    assert fresh.seen == [] and np.allclose(out, enc.transform(["gamma", "alpha"]))
+    other = EmbeddingStore(tmp_path, '{"kind": "another model"}')  # keyed by model too
+    assert not other.get(["x"])[0].any() and other.folder != EmbeddingStore(tmp_path, CountingEncoder.key).folder
