@@ -440,6 +440,8 @@ def _assert_contained(arena, result, state, clean_good):
     tmp = arena["tmp"]
     corpus = state["corpus"]
     assert result.isolation == "os"
+    for layer in ("seccomp", "landlock", "user_ns", "pid_ns", "net_ns"):  # the supervisor got every layer the OS offers
+        assert result.layers[layer] == OS_ISOLATION[layer], layer
     # the kernel: alive, same pid, nice, affinity, scheduler; nothing of its Python state changed
     assert _kernel_state() == state["kernel"]
     assert (builtins.len, builtins.type, re.search, re.compile) == state["original"]

@@ -41,9 +41,11 @@ KEEP_INPUT_SETS = 4  # row sets kept in the supervisor (train, dev, test and a s
 START_TIMEOUT_S = 60.0
 HEARTBEAT_S = 0.5  # a running supervisor sends a PROGRESS frame at least this often
 SILENCE_LIMIT_S = 20.0  # no frame for this long: the supervisor is stopped or hung, and is replaced
-# what the supervisor's environment keeps from the kernel's: locale and thread settings only
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
-             "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# what the supervisor's environment keeps from the kernel's: locale settings only
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+# One BLAS/OpenMP thread: the children run in parallel already, and a process with threads cannot
+# enter a new user namespace (unshare fails with EINVAL), so numpy must not start a thread pool.
+_ENV_SET = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 _KERNEL_LIMITS = {frames.INPUTS: frames.MAX_INPUTS, frames.DROP: frames.MAX_CONTROL, frames.RUN: frames.MAX_INPUTS}
 
 
@@ -70,7 +72,7 @@ class Supervisor:
     def _start(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
         code = f"import sys; sys.path.insert(0, {root!r}); from alchemist_magics.programs.supervisor import serve; serve({os.getpid()})"
-        env = {name: os.environ[name] for name in _ENV_KEEP if name in os.environ}
+        env = {name: os.environ[name] for name in _ENV_KEEP if name in os.environ} | _ENV_SET
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, cwd="/", close_fds=True, start_new_session=True, bufsize=0)
@@ -274,12 +276,11 @@ def _enter_pid_namespace() -> None:
     The outer process keeps the kernel's SIGTERM (and its own death) meaning: it SIGKILLs pid 1,
     and the OS then kills every process of the namespace. Returns only in the inner process.
     """
-    outer = os.getpid()
     inner = os.fork()
     if inner == 0:
+        # (getppid() is 0 here: the parent lives outside this pid namespace. Should the outer die
+        # before this line, the kernel still talks to us and its closing our stdin ends us.)
         die_with_parent(signal.SIGKILL)
-        if os.getppid() != outer:
-            os._exit(0)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # pid 1: ignored unless sent from outside the namespace
         return
     null = os.open(os.devnull, os.O_RDWR)
