@@ -310,6 +310,9 @@ def unshare_namespaces(pid: bool = True) -> dict[str, bool]:
         if _libc.unshare(ctypes.c_int(flags)) == 0:
             break
     else:
+        err = ctypes.get_errno()
+        entered["problem"] = (f"namespaces: unshare failed ({os.strerror(err)}"
+                              + ("; the process has threads" if err == errno.EINVAL else "") + ")")
         return entered
     try:
         for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
@@ -399,7 +402,10 @@ def probe(confinement: Confinement, namespaces: dict[str, bool] | None = None) -
     report = {"platform": sys.platform, "landlock_abi": confinement.landlock_abi,
               "seccomp": False, "landlock": False, "capabilities_dropped": False,
               "user_ns": False, "pid_ns": False, "net_ns": False, "problems": list(confinement.problems)}
-    report.update({f"{k}_ns": v for k, v in (namespaces or {}).items()})
+    namespaces = dict(namespaces or {})
+    if namespaces.get("problem"):
+        report["problems"].append(namespaces.pop("problem"))
+    report.update({f"{k}_ns": v for k, v in namespaces.items() if k in ("user", "pid", "net")})
     if not _LINUX or not hasattr(os, "fork"):
         return _finish(report)
     project = str(Path(__file__).resolve().parents[2])
@@ -466,6 +472,9 @@ def describe(report: dict) -> str:
                                     ("user namespace", report.get("user_ns")), ("pid namespace", report.get("pid_ns")),
                                     ("network namespace", report.get("net_ns"))) if on]
     line = f"sandbox isolation: {report['isolation']} ({', '.join(layers) or 'no OS layer'})"
+    missing = [name for key, name in (("user_ns", "user"), ("pid_ns", "pid"), ("net_ns", "network")) if not report.get(key)]
+    if report["isolation"] == "os" and missing:
+        line += f"; no {'/'.join(missing)} namespace (defence in depth only)"
     if report["isolation"] != "os":
         line += ("; programs are contained only by the audit hook and static check, which an attacker can "
                  "walk around: " + "; ".join(report.get("problems") or ["unknown reason"]))
