@@ -83,7 +83,7 @@ MISBEHAVING = {
     "ctypes_string_at": ("import ctypes\ndef f(x):\n    return ctypes.string_at(0)\n", True, "faulted"),
     "threads_keep_running": (
         "import threading, time\ndef spin():\n    while True:\n        time.sleep(0.01)\n\n"
-        "def f(x):\n    threading.Thread(target=spin).start()\n    return 0\n", True, "ok"),
+        "def f(x):\n    threading.Thread(target=spin).start()\n    return 0\n", True, "faulted"),  # no threads at all
     "hostile_at_import": ("import os\nos.remove({canary!r})\n\ndef f(x):\n    return 1\n", True, "load_error"),
     "dunder_escape": (
         "def f(x):\n    for c in ().__class__.__base__.__subclasses__():\n        if c.__name__ == 'Popen':\n"
@@ -292,8 +292,8 @@ FORGERIES = {
     "huge_message": ("def f(x):\n    raise ValueError('x' * 1000000)\n", False, "faulted"),
     "deep_nesting_source": ("def f(x):\n    return " + "-" * 5000 + "1\n", True, "rejected"),
     "huge_source": ("def f(x):\n    return 1\n" + "# padding\n" * 20000, True, "rejected"),
-    "thread_bomb": ("import threading, time\ndef f(x):\n    for _ in range(100000):\n        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n    return 1\n",
-                    True, "faulted"),
+    "thread_bomb": ("import threading, time\ndef f(x):\n    threading.stack_size(32768)\n    for _ in range(100000):\n"
+                    "        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n    return 1\n", True, "faulted"),
     "hook_defaults_then_fork": (G + HOOK_OFF + "def f(x):\n    hook_off()\n    OS.fork()\n    return 1\n", False, "faulted"),
 }
 

@@ -41,17 +41,16 @@ _NET_BIND_TCP, _NET_CONNECT_TCP = 1, 2
 _SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1, 2
 _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
-_CLONE_THREAD = 0x00010000
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET, _CLONE_NEWIPC = 0x10000000, 0x20000000, 0x40000000, 0x08000000
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _TCGETS, _FIONREAD = 0x5401, 0x541B
 _O_TMPFILE_BIT = 0o20000000
 _OPEN_WRITE_MASK = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | _O_TMPFILE_BIT
 
-# System calls a program child may make; everything else fails with EPERM (see _seccomp_rules for
-# the ones allowed only with certain arguments). No process creation, no signals, no sockets, no
-# ptrace or cross-process memory access, no scheduling or priority changes, no prctl, no mounts or
-# namespaces, no file creation, deletion, renaming, truncation or metadata changes.
+# System calls a program child may make; everything else fails with EPERM (see seccomp_program for
+# the ones allowed only with certain arguments). No process or thread creation, no signals, no
+# sockets, no ptrace or cross-process memory access, no scheduling or priority changes, no prctl,
+# no mounts or namespaces, no file creation, deletion, renaming, truncation or metadata changes.
 SECCOMP_ALLOW = (
     "read", "write", "readv", "writev", "pread64", "preadv", "preadv2", "close", "close_range", "lseek",
     "fstat", "newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "getdents64", "readlink",
@@ -127,7 +126,8 @@ def read_paths() -> list[str]:
         found = sys.modules.get(module)
         if found is not None and getattr(found, "__file__", None):
             paths.add(str(Path(found.__file__).resolve().parents[1]))
-    paths.update(("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache"))
+    paths.update(("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache",
+                  "/etc/localtime", "/usr/share/zoneinfo"))
     project = Path(__file__).resolve().parents[2]
     keep = {}
     for p in sorted(filter(None, paths)):
@@ -180,8 +180,10 @@ def seccomp_program() -> bytes:
     _add_rule(sc, f, sc.ALLOW, "openat", sc.Arg(2, sc.MASKED_EQ, _OPEN_WRITE_MASK, 0))
     _add_rule(sc, f, sc.ALLOW, "open", sc.Arg(1, sc.MASKED_EQ, _OPEN_WRITE_MASK, 0))
     _add_rule(sc, f, sc.ERRNO(errno.ENOSYS), "openat2")  # its flags are behind a pointer: make libc fall back
-    _add_rule(sc, f, sc.ALLOW, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, _CLONE_THREAD))  # threads only
-    _add_rule(sc, f, sc.ERRNO(errno.ENOSYS), "clone3")  # flags behind a pointer: glibc falls back to clone
+    # No clone at all, not even for threads: RLIMIT_NPROC does not bind uid 0, and a thread bomb
+    # would exhaust the machine's pids (32768 here). clone3 answers ENOSYS so libc falls back to
+    # clone, which fails with EPERM ("can't start new thread").
+    _add_rule(sc, f, sc.ERRNO(errno.ENOSYS), "clone3")
     for request in (_TCGETS, _FIONREAD):
         _add_rule(sc, f, sc.ALLOW, "ioctl", sc.Arg(1, sc.EQ, request))
     for command in _FCNTL_OK:
