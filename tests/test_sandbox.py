@@ -282,3 +282,49 @@ def test_program_store_refuses_sources_that_do_not_match_their_id(tmp_path):
         assert store.load() == []
     text = " ".join(str(w.message) for w in caught)
     assert "no longer matches its id" in text and "unreadable" in text
+
+
+# -- isolation layers ---------------------------------------------------------------------------------
+
+def test_a_missing_os_layer_is_reported_never_silent():
+    import warnings
+
+    from alchemist_magics.programs import isolation
+
+    bare = isolation.Confinement()  # what a machine without seccomp and Landlock gets
+    bare.problems.append("Landlock is not available (kernel < 5.13 or disabled)")
+    report = isolation.probe(bare, {"user": False, "pid": False, "net": False})
+    assert report["isolation"] == "audit-hook only" and not report["seccomp"] and not report["landlock"]
+    line = isolation.describe(report)
+    assert line.startswith("sandbox isolation: audit-hook only (no OS layer)") and "Landlock is not available" in line
+    assert "\n" not in line
+    isolation._warned = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        isolation.warn_once(report)
+        isolation.warn_once(report)
+    assert [str(w.message) for w in caught] == [line]
+
+
+def test_every_result_records_its_isolation(tmp_path):
+    from alchemist_magics.programs import isolation_report
+
+    expected = isolation_report()["isolation"]
+    ran = apply_programs(PROGRAMS[:1], TEXTS, LS, cache=OutputCache(tmp_path), progress=False)
+    cached = apply_programs(PROGRAMS[:1], TEXTS, LS, cache=OutputCache(tmp_path), progress=False)
+    rejected = apply_programs(["import os\ndef f(x):\n    return 1\n"], TEXTS, LS, progress=False)
+    assert cached.runs[0].cached
+    for result in (ran, cached, rejected):
+        assert result.isolation == expected and result.summary()[0]["isolation"] == expected
+        assert set(result.layers) >= {"seccomp", "landlock", "pid_ns"}
+
+
+def test_children_are_single_threaded_and_cannot_fork_even_without_the_hook():
+    hook_off = ("import collections, statistics, re\nOS = statistics.random._os\nBI = re.enum.bltns\n"
+                "M = collections._sys.modules\nCT = M['ctypes']\n\n"
+                "def f(x):\n    hook = M['alchemist_magics.programs.sandbox']._audit_hook\n"
+                "    d = BI.getattr(hook, '_' * 2 + 'defaults' + '_' * 2)\n    keep = [frozenset(), d[0]]\n"
+                "    CT.memmove(id(d) + 24, CT.byref(CT.c_void_p(id(keep[0]))), 8)\n"
+                "    M['threading'].Thread(target=print).start()\n    return 1\n")
+    run = apply_programs([hook_off], ["a"], LS, check=False, progress=False).runs[0]
+    assert run.status == "faulted" and "can't start new thread" in run.message
