@@ -328,3 +328,14 @@ def test_children_are_single_threaded_and_cannot_fork_even_without_the_hook():
                 "    M['threading'].Thread(target=print).start()\n    return 1\n")
     run = apply_programs([hook_off], ["a"], LS, check=False, progress=False).runs[0]
     assert run.status == "faulted" and "can't start new thread" in run.message
+
+
+def test_threads_of_the_kernel_share_the_supervisor_safely():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def go(i):
+        result = apply_programs([f"def f{i}(x):\n    return {i % 2}\n"], TEXTS, LS, progress=False)
+        return result.runs[0].status, set(result.L[:, 0].tolist())
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(go, range(8))) == [("ok", {i % 2}) for i in range(8)]

@@ -127,6 +127,7 @@ def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, t
         bar.n = finished * n + done
         bar.refresh()
 
+    supervisor.lock.acquire()
     try:
         while remaining:
             jobs = [(programs[j], entry) for j, entry in remaining]
@@ -151,5 +152,6 @@ def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, t
                     raise
         show(0)
     finally:
+        supervisor.lock.release()
         bar.close()
     return report

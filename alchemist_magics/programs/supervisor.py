@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -68,6 +69,7 @@ class Supervisor:
         self.process: subprocess.Popen | None = None
         self.loaded: OrderedDict[str, None] = OrderedDict()
         self.report: dict | None = None  # the isolation report of the running supervisor
+        self.lock = threading.RLock()  # one request at a time (e.g. Dask threads sharing a worker process)
 
     def _start(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
