@@ -28,7 +28,6 @@ import select
 import signal
 import sys
 import time
-from typing import Sequence
 
 import numpy as np
 
