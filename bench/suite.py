@@ -114,7 +114,10 @@ def run_seed(bench, seed: int, encoder, E: dict, *, distill: bool = False, worke
                        progress=False, workers=workers).L
         for texts, emb in ((train.texts, E["train"]), (texts_l, E_l), (test.texts, E["test"])))
     apply_s = time.perf_counter() - start - synth_s
-    chosen = select_label_model(L_train, L_lab, y_l, metric=metric, cardinality=k, seed=seed)
+    # The label model is chosen on the programs' cross-fitted votes on the labeled rows (each program
+    # rebuilt without the row it votes on): their in-sample votes flatter programs mined from them.
+    L_choose = res.heldout_votes.astype(np.int8) if res.heldout_votes.shape == L_lab.shape else L_lab
+    chosen = select_label_model(L_train, L_choose, y_l, metric=metric, cardinality=k, seed=seed)
     pred = chosen.model.predict(L_test, uncovered="prior")
     pipeline_s = time.perf_counter() - start
     covered = (L_test != -1).any(axis=1)
@@ -123,7 +126,7 @@ def run_seed(bench, seed: int, encoder, E: dict, *, distill: bool = False, worke
     run = {"label_model": metrics(test.labels, pred, metric),
            "majority_vote": metrics(test.labels, chosen.majority.predict(L_test, uncovered="prior"), metric),
            "coverage": round(float(covered.mean()), 4), "label_model_name": chosen.name,
-           "n_programs": len(res.programs), "n_flagged": len(res.flagged),
+           "n_programs": len(res.programs), "n_flagged": len(res.flagged), "program_set": res.program_set,
            "concept_programs": sum(p.provenance["stats"]["kind"].startswith("concept_") for p in res.programs),
            "classes_labeled": len(set(y_l.tolist())),
            "classes_without_program": [n for n in res.notes if "no kept program" in n],
@@ -157,5 +160,6 @@ def summarise(runs: list[dict]) -> dict:
                        **{n: round(float(np.mean([r["guard"]["baselines"][n] for r in runs])), 4)
                           for n in runs[0]["guard"]["baselines"]}}
     out["label_models"] = [r["label_model_name"] for r in runs]
+    out["program_sets"] = [r["program_set"] for r in runs]
     out["seeds_with_class_without_program"] = sum(bool(r["classes_without_program"]) for r in runs)
     return out

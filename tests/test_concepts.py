@@ -117,7 +117,7 @@ def test_text_programs_drop_chance_programs_and_cover_every_labeled_class():
         if flag is not None:
             assert flag.status in ("not_above_prior", "inverted") and any(flag.name in n for n in res.notes)
     for program in res.programs:
-        assert program.provenance["stats"]["crossfit_status"] in ("ok", "never_fired")
+        assert program.provenance["stats"]["crossfit_status"] in ("ok", "unproven", "never_fired")
     assert not [n for n in res.notes if "no kept program" in n]
 
 

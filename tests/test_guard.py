@@ -16,19 +16,24 @@ def test_wilson_bounds_bracket_the_rate_and_shrink_with_n():
     assert wilson(0, 0) == (0.0, 1.0)
 
 
-def test_flags_good_chance_inverted_and_silent_programs():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 200)
+def test_flags_good_unproven_chance_inverted_and_silent_programs():
+    y = np.array([0, 1] * 100)  # exactly balanced: chance for a program voting 1 is 0.5
     good = np.where(y == 1, 1, -1)  # votes 1 exactly on class 1
-    chance = np.where(rng.random(200) < 0.5, 1, -1)  # votes 1 at random
+    chance = np.where(np.arange(200) % 4 < 2, 1, -1)  # votes 1 on 50 rows of each class: 50%
+    unproven = np.full(200, -1)
+    unproven[np.flatnonzero(y == 1)[:6]] = 1
+    unproven[np.flatnonzero(y == 0)[:4]] = 1  # 6/10 right: above 50%, not provably
     inverted = np.where(y == 0, 1, -1)  # votes 1 exactly on class 0
     silent = np.full(200, -1)
-    flags = flag_programs(np.stack([good, chance, inverted, silent], axis=1), y, 2, ["good", "chance", "inv", "mute"])
-    assert [f.status for f in flags] == ["ok", "not_above_prior", "inverted", "never_fired"]
-    assert flags[0].accuracy == 1.0 and flags[0].right == flags[0].fired == int((y == 1).sum())
-    assert "inverted" in flags[2].reason and "never voted" in flags[3].reason
-    assert kept_programs(flags) == [0, 3]
-    assert kept_programs(flags, keep_never_fired=False) == [0]
+    votes = np.stack([good, chance, unproven, inverted, silent], axis=1)
+    flags = flag_programs(votes, y, 2, ["good", "chance", "maybe", "inv", "mute"])
+    assert [f.status for f in flags] == ["ok", "not_above_prior", "unproven", "inverted", "never_fired"]
+    assert flags[0].accuracy == 1.0 and flags[0].right == flags[0].fired == 100
+    assert flags[1].accuracy == pytest.approx(0.5) and flags[2].lower < 0.5 < flags[2].accuracy
+    assert "inverted" in flags[3].reason and "never voted" in flags[4].reason and "not with 95%" in flags[2].reason
+    assert [f.left_out for f in flags] == [False, True, False, True, False]
+    assert kept_programs(flags) == [0, 2, 4]
+    assert kept_programs(flags, keep_never_fired=False, keep_unproven=False) == [0]
 
 
 def test_chance_of_a_multiclass_program_is_the_prior_of_what_it_votes():

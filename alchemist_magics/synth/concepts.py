@@ -133,6 +133,7 @@ class ConceptSynthesis:
     refine_rounds: int = 0
     flagged: list = field(default_factory=list)  # (Program, ProgramFlag) left out, with the reason
     labels: np.ndarray | None = None  # the labeled rows' classes (what heldout_votes is scored against)
+    program_set: str = "concepts"  # which candidate set (PROGRAM_SETS) the cross-fit chose
 
 
 # --------------------------------------------------------------------------- the concepts
@@ -450,6 +451,41 @@ def votes_for(program: Program) -> list[int]:
     return [] if stats.get("label") is None else [stats["label"]]
 
 
+PROGRAM_SETS = {  # the candidate program sets, by group of program kinds (ties: the earlier, larger set)
+    "all": ("keyword", "nearest", "margin"),
+    "keywords + profile margins": ("keyword", "margin"),
+    "concepts only": ("nearest", "margin"),
+    "keywords only": ("keyword",),
+}
+
+
+def program_group(program: Program) -> str:
+    kind = program.provenance.get("stats", {}).get("kind", "")
+    if kind in ("concept_nearest_profile", "concept_nearest_name"):
+        return "nearest"  # votes on every row
+    return "margin" if kind.startswith("concept_") else "keyword"
+
+
+def choose_program_set(programs: list[Program], heldout: np.ndarray, y, k: int, metric: str):
+    """The candidate set (``PROGRAM_SETS``) with the best cross-fitted majority vote on the labeled
+    rows. An always-voting nearest-profile program helps where classes are balanced and hurts where
+    "no keyword fired" is itself evidence (rare-class detection): the labeled rows decide."""
+    groups = np.array([program_group(p) for p in programs])
+    scores, masks = {}, {}
+    for name, members in PROGRAM_SETS.items():
+        mask = np.isin(groups, members)
+        if not mask.any() or any(mask.tolist() == m.tolist() for m in masks.values()):
+            continue
+        masks[name], scores[name] = mask, crossfit_metric(heldout[:, mask], y, k, metric)
+    if not scores:
+        return programs, heldout, {"name": "all", "score": None, "scores": {}, "dropped": []}
+    best = max(scores, key=lambda n: (round(scores[n], 6), -list(PROGRAM_SETS).index(n)))
+    mask = masks[best]
+    kept = [p for p, m in zip(programs, mask) if m]
+    dropped = [p for p, m in zip(programs, mask) if not m]
+    return kept, heldout[:, mask], {"name": best, "score": scores[best], "scores": scores, "dropped": dropped}
+
+
 def crossfit_metric(heldout, y, k: int, metric: str) -> float:
     from ..aggregate.guard import crossfit_predictions
     from ..aggregate.select import score
@@ -489,25 +525,20 @@ def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_te
     programs, held, notes, flagged = [], [], list(result.notes), []
     for flag, program in zip(flags, result.programs + words):
         program.provenance["stats"]["crossfit_status"] = flag.status
-        if drop_flagged and flag.status in ("not_above_prior", "inverted"):
+        if drop_flagged and flag.left_out:
             flagged.append((program, flag))
             notes.append(f"left out: {flag.reason}")
             continue
         programs.append(program)
         held.append(all_votes[:, flag.index])
-    is_word = np.array([p.provenance["stats"]["kind"] in ("decision", "word", "start", "brief", "pair", "shape",
-                                                           "short", "long") for p in programs], dtype=bool)
     H = np.stack(held, axis=1) if held else np.empty((len(y), 0), dtype=int)
-    if is_word.any() and (~is_word).any():
-        with_words = crossfit_metric(H, y, k, metric)
-        without = crossfit_metric(H[:, ~is_word], y, k, metric)
-        if without > with_words:
-            notes.append(f"keyword programs left out: cross-fitted majority vote {without:.3f} without them, "
-                         f"{with_words:.3f} with them ({metric})")
-            flagged += [(p, None) for p, w in zip(programs, is_word) if w]
-            programs = [p for p, w in zip(programs, is_word) if not w]
-            H = H[:, ~is_word]
+    programs, H, choice = choose_program_set(programs, H, y, k, metric)
+    if choice["dropped"]:
+        notes.append(f"program set chosen by cross-fitted majority vote on the labeled rows ({metric}): "
+                     f"{choice['name']} {choice['score']:.3f}; " + ", ".join(
+                         f"{n} {v:.3f}" for n, v in choice["scores"].items() if n != choice["name"]))
+        flagged += [(p, None) for p in choice["dropped"]]
     voted = {int(c) for p in programs for c in votes_for(p)}
     for c in sorted(set(y.tolist()) - voted):
         notes.append(f"class {task.classes[c]!r} has labeled rows but no kept program votes for it")
-    return ConceptSynthesis(programs, result.concepts, H, notes, result.refine_rounds, flagged, y)
+    return ConceptSynthesis(programs, result.concepts, H, notes, result.refine_rounds, flagged, y, choice["name"])
