@@ -14,10 +14,12 @@ export interface IProgram {
   cell: string;
 }
 
-/** The `kind: "cells"` comm message of alchemist_magics/ui/comm.py. */
+/** The `kind: "cells"` comm message of alchemist_magics/notebook/comm.py. */
 export interface ICellsMessage {
   cell_id: string;
   task: string;
+  /** Identifies this execution of the magic cell: stale cells of older runs are refused. */
+  run?: string | null;
   programs: IProgram[];
 }
 
@@ -28,6 +30,16 @@ export interface IProgramCellMetadata {
   program_id: string;
   source_cell: string;
   source_hash: string;
+  run?: string | null;
+}
+
+/** One program cell of the notebook as the kernel is told about it (ack and sync messages). */
+export interface IProgramCellInfo {
+  cell_id: string;
+  task: string;
+  name: string;
+  source: string;
+  edited: boolean;
 }
 
 /** What one insertion did; sent back to the kernel as the ack. */
@@ -35,6 +47,99 @@ export interface IInsertResult {
   inserted: string[];
   replaced: number;
   kept: string[];
+  /** The task's program cells after the insertion, in notebook order. */
+  cells: IProgramCellInfo[];
+}
+
+const MARKER = '%%alchemist_program';
+
+/** `{task, name}` from a cell's first line `%%alchemist_program TASK [NAME] [--options]`. */
+export function parseMarker(
+  source: string
+): { task: string; name: string | null } | null {
+  const first = source.split('\n', 1)[0].trim();
+  if (!first.startsWith(MARKER + ' ')) {
+    return null;
+  }
+  const words = first
+    .slice(MARKER.length)
+    .trim()
+    .split(/\s+/)
+    .filter(w => !w.startsWith('--'));
+  return words.length ? { task: words[0], name: words[1] ?? null } : null;
+}
+
+/**
+ * Every program cell of the notebook in order (by its marker line; the name falls back to the
+ * metadata, then to the function name the kernel would use).
+ */
+export function programCells(nb: SharedNotebook): IProgramCellInfo[] {
+  const out: IProgramCellInfo[] = [];
+  nb.cells.forEach((cell, i) => {
+    if (cell.cell_type !== 'code') {
+      return;
+    }
+    const source = cell.getSource();
+    const marker = parseMarker(source);
+    if (!marker) {
+      return;
+    }
+    const meta = programMetadata(nb, i);
+    const fn = /^def\s+([A-Za-z_]\w*)\s*\(/m.exec(source);
+    const name = marker.name ?? meta?.name ?? (fn ? fn[1] : '');
+    out.push({
+      cell_id: cell.id,
+      task: marker.task,
+      name,
+      source,
+      edited: isEdited(nb, i)
+    });
+  });
+  return out;
+}
+
+/** Delete the cells holding program `name` of `task` (by marker, or the given cell id). */
+export function removeProgramCells(
+  nb: SharedNotebook,
+  task: string,
+  name: string,
+  cellId: string | null
+): number {
+  const doomed = programCells(nb)
+    .filter(c => c.cell_id === cellId || (c.task === task && c.name === name))
+    .map(c => nb.cells.findIndex(cell => cell.id === c.cell_id));
+  nb.transact(() => {
+    for (const i of doomed.sort((a, b) => b - a)) {
+      nb.deleteCell(i);
+    }
+  });
+  return doomed.length;
+}
+
+/** Replace the first (marker) line of the cells holding program `name` of `task`. */
+export function setMarkerLine(
+  nb: SharedNotebook,
+  task: string,
+  name: string,
+  cellId: string | null,
+  line: string
+): number {
+  const targets = programCells(nb).filter(
+    c => c.cell_id === cellId || (c.task === task && c.name === name)
+  );
+  nb.transact(() => {
+    for (const target of targets) {
+      const cell = nb.cells.find(c => c.id === target.cell_id);
+      if (cell) {
+        const source = cell.getSource();
+        const rest = source.includes('\n')
+          ? source.slice(source.indexOf('\n'))
+          : '';
+        cell.setSource(line + rest);
+      }
+    }
+  });
+  return targets.length;
 }
 
 /**
@@ -88,16 +193,28 @@ export function insertProgramCells(
   });
   const kept = previous.filter(i => isEdited(nb, i));
   const stale = previous.filter(i => !kept.includes(i));
+  const keptIds = kept.map(i => nb.cells[i].id);
   const keptNames = kept.map(i => programMetadata(nb, i)!.name);
   const fresh = message.programs.filter(p => !keptNames.includes(p.name));
   nb.transact(() => {
     for (const i of stale.reverse()) {
       nb.deleteCell(i);
     }
-    const at = nb.cells.findIndex(c => c.id === message.cell_id) + 1;
-    nb.insertCells(
-      at,
-      fresh.map(p => ({
+    // In the order of the run's programs: a kept (edited) cell stays where it is and the fresh
+    // cells go around it, so re-running the magic does not reorder the programs.
+    const magicAt = () => nb.cells.findIndex(c => c.id === message.cell_id);
+    let at = magicAt() + 1;
+    for (const p of message.programs) {
+      const keptAt = keptNames.includes(p.name)
+        ? nb.cells.findIndex(c => c.id === keptIds[keptNames.indexOf(p.name)])
+        : -1;
+      if (keptAt >= 0) {
+        if (keptAt >= at) {
+          at = keptAt + 1;
+        }
+        continue;
+      }
+      nb.insertCell(at, {
         cell_type: 'code',
         source: p.cell,
         outputs: [],
@@ -108,16 +225,19 @@ export function insertProgramCells(
             name: p.name,
             program_id: p.id,
             source_cell: message.cell_id,
-            source_hash: textHash(p.cell)
+            source_hash: textHash(p.cell),
+            run: message.run ?? null
           }
         }
-      }))
-    );
+      });
+      at += 1;
+    }
   });
   return {
     inserted: fresh.map(p => p.name),
     replaced: stale.length,
-    kept: keptNames
+    kept: keptNames,
+    cells: programCells(nb).filter(c => c.task === message.task)
   };
 }
 

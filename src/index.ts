@@ -9,8 +9,15 @@ import {
 import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { JSONObject } from '@lumino/coreutils';
 
-import { ICellsMessage, insertProgramCells } from './cells';
+import {
+  ICellsMessage,
+  insertProgramCells,
+  programCells,
+  removeProgramCells,
+  setMarkerLine
+} from './cells';
 import { AlchemistSidebar } from './sidebar';
 import { ITaskStats, writeStats } from './stats';
 
@@ -25,7 +32,11 @@ function onCells(
 ): void {
   const model = panel.model;
   const result = model ? insertProgramCells(model.sharedModel, data) : null;
-  comm.send({ kind: 'ack', found: result !== null, ...(result ?? {}) });
+  comm.send({
+    kind: 'ack',
+    found: result !== null,
+    ...(result ?? {})
+  } as unknown as JSONObject);
   if (result?.kept.length) {
     Notification.info(
       `alchemist: kept ${result.kept.length} edited program cell(s) (${result.kept.join(', ')}); ` +
@@ -41,6 +52,15 @@ function onCells(
   }
 }
 
+/** The `remove` and `marker` messages of `%alchemist remove|disable|enable`. */
+interface IProgramEdit {
+  kind: 'remove' | 'marker';
+  task: string;
+  name: string;
+  cell_id: string | null;
+  line?: string;
+}
+
 /** Route one comm_open of our target by its kind, then close the comm (nothing else follows). */
 function onCommOpen(
   panel: NotebookPanel,
@@ -48,14 +68,61 @@ function onCommOpen(
   msg: KernelMessage.ICommOpenMsg
 ): void {
   const data = msg.content.data as unknown as { kind?: string };
+  const nb = panel.model?.sharedModel;
   if (data.kind === 'stats') {
     if (panel.model) {
       writeStats(panel.model, data as unknown as ITaskStats);
     }
+  } else if (data.kind === 'remove' && nb) {
+    const edit = data as unknown as IProgramEdit;
+    removeProgramCells(nb, edit.task, edit.name, edit.cell_id);
+  } else if (data.kind === 'marker' && nb) {
+    const edit = data as unknown as IProgramEdit;
+    setMarkerLine(nb, edit.task, edit.name, edit.cell_id, edit.line ?? '');
   } else {
     onCells(panel, comm, data as unknown as ICellsMessage);
   }
   comm.close();
+}
+
+/**
+ * Tell the kernel about the notebook's program cells (ids, tasks, names, sources, in order)
+ * whenever cells are deleted, moved or inserted, so its program set follows the notebook.
+ * Sent only when the list of program cells changed since the last time.
+ */
+function watchCells(panel: NotebookPanel): void {
+  let last = '';
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const sync = () => {
+    timer = null;
+    const nb = panel.model?.sharedModel;
+    const kernel = panel.sessionContext.session?.kernel;
+    if (!nb || !kernel) {
+      return;
+    }
+    const cells = programCells(nb);
+    const signature = JSON.stringify(
+      cells.map(c => [c.cell_id, c.task, c.name])
+    );
+    if (signature === last) {
+      return;
+    }
+    last = signature;
+    const comm = kernel.createComm(COMM_TARGET);
+    comm.open({ kind: 'sync', cells } as unknown as JSONObject);
+    comm.close();
+  };
+  void panel.context.ready.then(() => {
+    const nb = panel.model?.sharedModel;
+    last = JSON.stringify(
+      nb ? programCells(nb).map(c => [c.cell_id, c.task, c.name]) : []
+    );
+    panel.model?.cells.changed.connect(() => {
+      if (timer === null) {
+        timer = setTimeout(sync, 200);
+      }
+    });
+  });
 }
 
 /** Register the comm target on the panel's kernel, now and after every kernel change. */
@@ -79,8 +146,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   requires: [INotebookTracker],
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker) => {
-    tracker.widgetAdded.connect((_, panel) => watchKernel(panel));
-    tracker.forEach(watchKernel);
+    tracker.widgetAdded.connect((_, panel) => {
+      watchKernel(panel);
+      watchCells(panel);
+    });
+    tracker.forEach(panel => {
+      watchKernel(panel);
+      watchCells(panel);
+    });
     app.shell.add(new AlchemistSidebar(tracker, app.shell), 'right', {
       rank: 900
     });

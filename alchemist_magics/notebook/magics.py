@@ -662,6 +662,7 @@ class Alchemist(Magics):
         cid, meta = cell_id(self.shell), request_metadata(self.shell).get("alchemist") or {}
         refused = self._refusal(session, cid, meta)
         if refused:
+            session.notes.append(f"cell {cid}: {refused}")
             print(refused)
             return None
         old = {p.name: p for p in session.all_programs()}

@@ -71,8 +71,9 @@ class LabServer:
         n: programs the notebook's %%alchemist cell asks for.
     """
 
-    def __init__(self, folder: Path, n: int = 5, data: Path = DATA):
+    def __init__(self, folder: Path, n: int = 5, data: Path = DATA, disabled_extensions: tuple[str, ...] = ()):
         self.folder, self.port, self.token = Path(folder), _free_port(), secrets.token_hex(16)
+        self.disabled_extensions = disabled_extensions
         self.process: subprocess.Popen | None = None
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / NOTEBOOK).write_text(json.dumps(notebook_json(data, n)))
@@ -89,6 +90,12 @@ class LabServer:
     def __enter__(self) -> "LabServer":
         env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(self.folder / "settings"),
                "JUPYTERLAB_WORKSPACES_DIR": str(self.folder / "workspaces")}
+        if self.disabled_extensions:  # what `jupyter labextension disable NAME` writes, in a private config dir
+            config = self.folder / "jupyter-config"
+            (config / "labconfig").mkdir(parents=True, exist_ok=True)
+            (config / "labconfig" / "page_config.json").write_text(json.dumps(
+                {"disabledExtensions": {name: True for name in self.disabled_extensions}}))
+            env["JUPYTER_CONFIG_DIR"] = str(config)
         command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                    f"--ServerApp.token={self.token}", "--LabApp.expose_app_in_browser=True", "--allow-root",
                    f"--ServerApp.root_dir={self.folder}"]
@@ -160,17 +167,19 @@ class Notebook:
 
     def run(self, index: int, timeout_s: float = 90) -> None:
         """Run cell ``index`` and wait until the kernel has finished it."""
+        # by id: running the cell may delete cells above it (%alchemist remove), moving its index
+        cell_id = self.cells()[index]["id"]
         self.page.evaluate("""async (index) => {
             const panel = window.jupyterapp.shell.currentWidget;
             panel.content.activeCellIndex = index;
             await window.jupyterapp.commands.execute('notebook:run-cell');
         }""", index)
-        self.page.wait_for_function("""(index) => {
+        self.page.wait_for_function("""(id) => {
             const panel = window.jupyterapp.shell.currentWidget;
-            const cell = panel.content.widgets[index];
-            return panel.sessionContext.session.kernel.status === 'idle' && cell.model.executionCount !== null
+            const cell = panel.content.widgets.find(c => c.model.id === id);
+            return panel.sessionContext.session.kernel.status === 'idle' && cell && cell.model.executionCount !== null
               && !cell.node.classList.contains('jp-mod-executing');
-        }""", arg=index, timeout=timeout_s * 1000)
+        }""", arg=cell_id, timeout=timeout_s * 1000)
 
     def set_source(self, index: int, text: str) -> None:
         """Replace the text of cell ``index`` (what typing into it does to the model)."""
@@ -190,6 +199,83 @@ class Notebook:
         sidebar = self.page.locator("#alchemist-sidebar")
         sidebar.wait_for(state="visible")
         return sidebar
+
+    def run_all(self, timeout_s: float = 180) -> None:
+        """Run All, then wait until every cell that was queued has finished and the kernel is idle."""
+        self.page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        self.page.wait_for_timeout(500)
+        self.wait_idle(timeout_s)
+
+    def wait_idle(self, timeout_s: float = 120) -> None:
+        """Wait until the kernel is idle and no cell is running or queued."""
+        self.page.wait_for_function("""() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            return panel.sessionContext.session.kernel.status === 'idle'
+              && !panel.content.widgets.some(c => c.model.executionState === 'running'
+                                                || c.node.classList.contains('jp-mod-executing'));
+        }""", timeout=timeout_s * 1000)
+        self.page.wait_for_timeout(300)
+
+    def kernel_eval(self, code: str) -> str:
+        """Run ``code`` in the notebook's kernel outside any cell; returns what it printed."""
+        return self.page.evaluate("""async (code) => {
+            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            const future = kernel.requestExecute({code, silent: false, store_history: false});
+            let out = '';
+            future.onIOPub = msg => {
+              if (msg.header.msg_type === 'stream') { out += msg.content.text; }
+              if (msg.header.msg_type === 'error') { out += msg.content.ename + ': ' + msg.content.evalue; }
+            };
+            await future.done;
+            return out;
+        }""", code)
+
+    def kernel_programs(self, task: str = "spam") -> list[dict]:
+        """The kernel's program set of ``task`` in order: ``{"name", "source", "disabled"}`` each."""
+        out = self.kernel_eval("import json\nfrom alchemist_magics.notebook.magics import program_list\n"
+                               f"print(json.dumps(program_list(get_ipython(), {task!r})))")
+        return json.loads(out)
+
+    def notebook_programs(self, task: str = "spam") -> list[dict]:
+        """The notebook's program cells of ``task`` in order, as the kernel would register them."""
+        out = []
+        for cell in self.cells():
+            marker, _, body = cell["source"].partition("\n")
+            words = marker.split()
+            if len(words) >= 3 and words[0] == "%%alchemist_program" and words[1] == task:
+                out.append({"name": words[2], "source": body, "disabled": "--disabled" in words[3:]})
+        return out
+
+    def assert_kernel_is_notebook(self, task: str = "spam", timeout_s: float = 20) -> list[dict]:
+        """The kernel's programs equal the notebook's program cells, in order, with their sources
+        (waits a little: the extension's messages arrive after the cells change)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            kernel = [{**p, "source": p["source"].rstrip()} for p in self.kernel_programs(task)]
+            notebook = [{**p, "source": p["source"].rstrip()} for p in self.notebook_programs(task)]
+            if kernel == notebook or time.monotonic() > deadline:
+                assert kernel == notebook, (kernel, notebook)
+                return notebook
+            self.page.wait_for_timeout(500)
+
+    def insert_cell(self, index: int, source: str) -> None:
+        """Insert a code cell at ``index`` (what the user typing a new cell does)."""
+        self.page.evaluate("""([i, source]) => window.jupyterapp.shell.currentWidget.content.model.sharedModel
+            .insertCell(i, {cell_type: 'code', source, metadata: {}})""", [index, source])
+        self.page.wait_for_function("(i) => window.jupyterapp.shell.currentWidget.content.widgets.length > i", arg=index)
+
+    def delete_cell(self, index: int) -> None:
+        self.page.evaluate("(i) => window.jupyterapp.shell.currentWidget.content.model.sharedModel.deleteCell(i)", index)
+
+    def output(self, index: int) -> str:
+        return self.cell(index).locator(".jp-OutputArea").inner_text()
+
+    def restart_kernel(self) -> None:
+        """Restart the kernel without a dialog and wait until it is idle."""
+        self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+        self.page.wait_for_timeout(1000)
+        self.page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                                    ".status === 'idle'", timeout=60_000)
 
     def save(self) -> None:
         self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")

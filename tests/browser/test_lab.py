@@ -1,9 +1,12 @@
 """The notebook experience in a real JupyterLab and a real browser (Debian's Chromium).
 
-One scenario, in order: the %%alchemist cell's programs land as cells below it, running them
-fills the panel and the sidebar, the sidebar jumps to a cell, an edited program changes its row,
-re-running the magic neither duplicates cells nor destroys the edited one, and the sidebar comes
-back after a page reload. Screenshots go to tests/browser/artifacts/.
+The scenarios share one JupyterLab and run in order: the %%alchemist cell's programs land as cells
+below it, running them fills the panel and the sidebar, the sidebar jumps to a cell, an edited
+program changes its row, re-running the magic neither duplicates cells nor destroys (or moves) the
+edited one and registers it, the sidebar comes back after a page reload; Run All after changing
+-n; deleting a cell; %alchemist disable/remove; a faulty program shown red; a kernel restart then
+one program cell (the task is loaded from the store). After each, the kernel's program list equals
+the notebook's program cells, in order, with their sources. Screenshots go to tests/browser/artifacts/.
 """
 import re
 from pathlib import Path
@@ -52,7 +55,9 @@ def test_program_cells_panel_sidebar_edit_and_rerun(notebook):
     notebook.run(MAGIC, timeout_s=120)
     # the programs arrive by comm after the cell finished: wait for the cells
     page.wait_for_function(f"() => window.jupyterapp.shell.currentWidget.content.widgets.length > {MAGIC + 1}")
-    output = notebook.cell(MAGIC).locator(".jp-OutputArea").inner_text()
+    # the honest line changes to "sent" only once the extension answered
+    notebook.cell(MAGIC).locator(".alchemist-status-line", has_text="sent to JupyterLab as cells").wait_for()
+    output = notebook.output(MAGIC)
     sent = int(re.search(r"(\d+) programs sent to JupyterLab as cells", output).group(1))
     assert 2 <= sent <= N
     cells = notebook.cells()
@@ -74,7 +79,7 @@ def test_program_cells_panel_sidebar_edit_and_rerun(notebook):
     assert panel.locator("table.alchemist-matrix tr").count() == 1 + sent
     assert [panel.locator("table.alchemist-matrix tr").nth(i + 1).locator("td").first.inner_text()
             for i in range(sent)] == names
-    assert re.search(r"Cost: spent \$0\.0000 .* labeling every row zero-shot: \$\d", panel.inner_text())
+    assert re.search(r"Cost\. Spent \$0\.0000 so far.* zero-shot with the LLM would cost \$\d", panel.inner_text())
 
     rows = sidebar_rows(notebook)
     assert list(rows) == names
@@ -115,6 +120,10 @@ def test_program_cells_panel_sidebar_edit_and_rerun(notebook):
     assert sorted(c["alchemist"]["name"] for c in after) == sorted(names)
     kept = [c for c in after if c["id"] == edited_id]
     assert len(kept) == 1 and kept[0]["source"].endswith(EDIT)
+    assert notebook.cells()[edited]["id"] == edited_id  # kept in place: the order does not change
+    # the kernel has the edited source (the cell was not run again), in the notebook's order
+    programs = notebook.assert_kernel_is_notebook()
+    assert programs[0]["source"].rstrip() == EDIT.rstrip() and [p["name"] for p in programs] == names
     page.screenshot(path=ARTIFACTS / "4-rerun.png")
 
     # the sidebar reads the notebook metadata: it survives a reload of the page
@@ -122,3 +131,87 @@ def test_program_cells_panel_sidebar_edit_and_rerun(notebook):
     page.reload()
     notebook.open()
     assert list(sidebar_rows(notebook)) == names
+
+
+def magic_source(n: int) -> str:
+    return f"%%alchemist spam -d train --dev dev -n {n}\nIs this YouTube comment spam (SPAM) or not (HAM)?"
+
+
+def test_run_all_after_changing_n(notebook):
+    """The old cells were queued before the magic replaced them: they are refused, not registered."""
+    before = len(notebook.notebook_programs())
+    notebook.set_source(MAGIC, magic_source(3))
+    notebook.run_all()
+    notebook.cell(MAGIC).locator(".alchemist-status-line", has_text="sent to JupyterLab as cells").wait_for()
+    notebook.wait_idle()
+    programs = notebook.assert_kernel_is_notebook()
+    generated = [c for c in notebook.program_cells() if not c["source"].endswith(EDIT)]
+    assert 1 <= len(generated) <= 3 and len(programs) < before
+    notes = notebook.kernel_eval("print('\\n'.join(_alchemist.notes))")
+    assert "replaced by a newer run of its %%alchemist cell" in notes  # the stale queued cells ran and were refused
+    assert list(sidebar_rows(notebook)) == [p["name"] for p in programs]
+    notebook.page.screenshot(path=ARTIFACTS / "5-run-all.png")
+
+
+def test_deleting_a_cell_unregisters_its_program(notebook):
+    programs = notebook.assert_kernel_is_notebook()
+    cells = notebook.cells()
+    last = max(i for i, c in enumerate(cells) if c["source"].startswith("%%alchemist_program spam "))
+    notebook.delete_cell(last)
+    after = notebook.assert_kernel_is_notebook()
+    assert [p["name"] for p in after] == [p["name"] for p in programs][:-1]
+    notebook.page.wait_for_function("(n) => document.querySelectorAll('#alchemist-sidebar .jp-alchemist-program')"
+                                    ".length === n", arg=len(after))
+    assert list(sidebar_rows(notebook)) == [p["name"] for p in after]
+
+
+def test_disable_then_remove(notebook):
+    programs = notebook.assert_kernel_is_notebook()
+    name = programs[-1]["name"]
+    at = len(notebook.cells())
+    notebook.insert_cell(at, f"%alchemist disable {name}")
+    notebook.run(at)
+    assert notebook.output(at).startswith(f"disabled {name}; its cell's first line is now")
+    now = notebook.assert_kernel_is_notebook()
+    assert [p["disabled"] for p in now] == [p["name"] == name for p in now]
+    notebook.page.wait_for_function(
+        "(name) => { const row = document.querySelector(`#alchemist-sidebar [data-name='${name}']`);"
+        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('disabled'); }", arg=name)
+    notebook.set_source(at, f"%alchemist remove {name}")
+    command = notebook.cells()[at]["id"]
+    notebook.run(at)
+    at = [c["id"] for c in notebook.cells()].index(command)  # its program cell above it is gone
+    assert "asked JupyterLab to delete its cell" in notebook.output(at)
+    after = notebook.assert_kernel_is_notebook()
+    assert name not in [p["name"] for p in after] and len(after) == len(programs) - 1
+    notebook.page.wait_for_function("(name) => !document.querySelector(`#alchemist-sidebar [data-name='${name}']`)",
+                                    arg=name)
+    notebook.delete_cell(at)
+
+
+FAULTY = ("%%alchemist_program spam raises_often\ndef raises_often(text):\n"
+          "    if 'a' in text:\n        raise ValueError('no a please')\n    return 1 if 'http' in text else -1")
+
+
+def test_faulty_program_is_shown_red(notebook):
+    at = len(notebook.cells())
+    notebook.insert_cell(at, FAULTY)
+    notebook.run(at)
+    output = notebook.output(at)
+    assert "status faulty (" in output and "ValueError" in output and "first raised on train row" in output
+    notebook.page.wait_for_function(
+        "() => { const row = document.querySelector(\"#alchemist-sidebar [data-name='raises_often']\");"
+        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('faulty'); }")
+    notebook.assert_kernel_is_notebook()
+    notebook.page.screenshot(path=ARTIFACTS / "6-faulty.png")
+
+
+def test_restart_then_one_program_cell_loads_the_task(notebook):
+    expected = notebook.assert_kernel_is_notebook()
+    notebook.restart_kernel()
+    notebook.run(0)
+    first = next(i for i, c in enumerate(notebook.cells()) if c["source"].startswith("%%alchemist_program spam "))
+    notebook.run(first)
+    output = notebook.output(first)
+    assert "loaded task spam from " in output and "each verified by its hash" in output
+    assert notebook.assert_kernel_is_notebook() == expected
