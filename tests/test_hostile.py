@@ -607,3 +607,16 @@ def test_isolation_report_names_every_layer():
     assert line.startswith("sandbox isolation: ") and "\n" not in line
     if report["isolation"] == "os":
         assert report["seccomp"] and report["landlock"] and "seccomp-bpf" in line
+
+
+@needs_os
+def test_the_smoke_test_path_holds_too(arena):
+    """``Workbench.add`` smoke-tests a program before it joins: the red team killed the kernel from there."""
+    from alchemist_magics.programs import smoke_test
+
+    kernel = _kernel_state()
+    for name in ("kill_kernel_hook_off", "pidfd_send_signal_kernel", "scheduler_idle_kernel", "kill_supervisor_hook_off"):
+        result = smoke_test(_render(ATTACKS[name], arena["values"]), INPUTS[:6], LS, time_limit_s=5)
+        assert not result.ok, name
+    assert _kernel_state() == kernel
+    assert smoke_test(GOOD["kw_check"], INPUTS[:6], LS).ok  # and the supervisor still serves
