@@ -123,6 +123,7 @@ class Supervisor:
         n, k = len(inputs), label_space.k
         running: set[int] = set()
         reported: set[int] = set()
+        wait_s = SILENCE_LIMIT_S
         limits = {frames.START: 4, frames.PROGRESS: 8, frames.RESULT: frames.result_limit(n),
                   frames.DONE: 0, frames.ERROR: frames.MAX_CONTROL}
         try:
@@ -131,7 +132,9 @@ class Supervisor:
             else:
                 while len(self.loaded) >= KEEP_INPUT_SETS:
                     frames.write_frame(stdin, frames.DROP, frames.dump_json(self.loaded.popitem(last=False)[0]))
-                frames.write_frame(stdin, frames.INPUTS, _inputs_payload(key, inputs))
+                rows = _inputs_payload(key, inputs)
+                frames.write_frame(stdin, frames.INPUTS, rows)
+                wait_s += len(rows) / 2e6  # the supervisor decodes the rows before it can answer
                 self.loaded[key] = None
             request = {"key": key, "jobs": [[p.source, p.name, entry] for p, entry in jobs],
                        "classes": label_space.classes, "aliases": label_space.aliases,
@@ -139,7 +142,8 @@ class Supervisor:
                        "workers": int(workers), "progress": on_progress is not None}
             frames.write_frame(stdin, frames.RUN, frames.dump_json(request))
             while True:
-                kind, payload = frames.read_frame(stdout, limits, SILENCE_LIMIT_S)
+                kind, payload = frames.read_frame(stdout, limits, wait_s)
+                wait_s = SILENCE_LIMIT_S
                 if kind == frames.PROGRESS:
                     if on_progress is not None:
                         on_progress(min(frames.parse_u64(payload), n * len(jobs)))
