@@ -39,11 +39,12 @@ def kernel(tmp_path_factory):
     km.shutdown_kernel(now=True)
 
 
-def execute(kc, code: str, cell_id: str | None = None):
-    """Send one execute_request (with JupyterLab's cellId metadata when given); return the reply
-    and the iopub messages it caused."""
+def execute(kc, code: str, cell_id: str | None = None, metadata: dict | None = None):
+    """Send one execute_request (with JupyterLab's cellId metadata when given, and the cell's
+    metadata, as JupyterLab sends it); return the reply and the iopub messages it caused."""
     msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
                                              "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    msg["metadata"].update(metadata or {})
     if cell_id is not None:
         msg["metadata"]["cellId"] = cell_id
     kc.shell_channel.send(msg)
@@ -85,13 +86,17 @@ def test_program_cells_go_to_the_extension_by_comm(kernel):
     for p in data["programs"]:
         assert f"def {p['name']}(" in p["source"] and len(p["id"]) == 12
         assert p["cell"].startswith(f"%%alchemist_program spam {p['name']}\n")
-    assert "sent to JupyterLab as cells" in text_of(messages)
+    # honest: not "sent" before the extension answered
+    assert "sent to JupyterLab" not in text_of(messages)
+    assert "Asked JupyterLab to insert them as cells: no answer from the alchemist extension yet" in text_of(messages)
     # the extension's ack comes back on the same comm and lands in the session
     ack = {"kind": "ack", "found": True, "inserted": [p["name"] for p in data["programs"][1:]], "replaced": 2,
-           "kept": [data["programs"][0]["name"]]}
+           "kept": [data["programs"][0]["name"]], "cells": []}
     kernel.shell_channel.send(kernel.session.msg("comm_msg", {"comm_id": opens[0]["content"]["comm_id"], "data": ack}))
-    reply, messages = execute(kernel, "print(sorted(_alchemist.cells.items()))")
-    assert text_of(messages).strip() == str(sorted(ack.items()))
+    reply, messages = execute(kernel, "print(sorted(_alchemist.cells.items())); print(_alchemist.line)")
+    printed = text_of(messages).strip().splitlines()
+    assert printed[0] == str(sorted(ack.items()))
+    assert printed[1].startswith("2 programs sent to JupyterLab as cells below this one (replaced 2 old cells; kept 1")
 
 
 def test_stats_go_to_the_sidebar_by_comm(kernel):
@@ -134,3 +139,50 @@ def test_error_is_one_line_and_stops_run_all(kernel):
     assert content["traceback"] == ["AlchemistError: --data missing: no variable 'missing' in the notebook"]
     errors = [m for m in messages if m["msg_type"] == "error"]
     assert len(errors) == 1 and len(errors[0]["content"]["traceback"]) == 1
+
+
+def program_names(kernel) -> list:
+    reply, messages = execute(kernel, "print(json.dumps([(p.name, p.source, p.name in _alchemist.workbench.disabled)"
+                                      " for p in _alchemist.all_programs()]))")
+    return json.loads(text_of(messages))
+
+
+def test_the_notebook_is_the_source_of_truth(kernel):
+    """Stale and deleted cells are refused; the ack registers kept edited cells; sync removes and reorders."""
+    from alchemist_magics.notebook.comm import text_hash
+
+    execute(kernel, "import json")
+    reply, messages = execute(kernel, CELL, cell_id="magic")
+    (opened,) = comm_opens(messages, "cells")
+    data = opened["content"]["data"]
+    names = [p["name"] for p in data["programs"]]
+    cells = [{"cell_id": f"c{i}", "task": "spam", "name": p["name"], "source": p["cell"], "edited": False}
+             for i, p in enumerate(data["programs"])]
+    # the extension kept an edited cell of an older run (it stays in place, first) and inserted the rest
+    edited = f"%%alchemist_program spam {names[0]}\ndef f(text):\n    return 1 if 'win' in text else -1"
+    cells[0] = {**cells[0], "source": edited, "edited": True}
+    ack = {"kind": "ack", "found": True, "inserted": names[1:], "replaced": 0, "kept": [names[0]], "cells": cells}
+    kernel.shell_channel.send(kernel.session.msg("comm_msg", {"comm_id": opened["content"]["comm_id"], "data": ack}))
+    programs = program_names(kernel)
+    assert [p[0] for p in programs] == names and programs[0][1].rstrip() == edited.partition("\n")[2]
+    # a queued cell of the run before, unedited (its text still has its hash): refused, nothing changes
+    old_text = data["programs"][1]["cell"]
+    stale = {"alchemist": {"task": "spam", "name": names[1], "run": "an-older-run", "source_cell": "magic",
+                           "source_hash": text_hash(old_text)}}
+    reply, messages = execute(kernel, old_text, cell_id="old1", metadata=stale)
+    assert text_of(messages).strip().startswith("not registered: this cell was replaced by a newer run")
+    assert program_names(kernel) == programs
+    # the same cell edited by the user (the hash no longer matches): registered
+    changed = old_text.rstrip() + "  # mine\n"
+    reply, messages = execute(kernel, changed, cell_id="old1", metadata=stale)
+    assert f"\nreplaced {names[1]} (" in text_of(messages)
+    # the user deletes cell c2 and moves c1 to the top: the extension syncs, the kernel follows
+    sync = {"kind": "sync", "cells": [cells[1], cells[0]]}
+    kernel.shell_channel.send(kernel.session.msg("comm_open", {"comm_id": "sync-1", "target_name": "alchemist_magics",
+                                                               "data": sync}))
+    after = program_names(kernel)
+    assert [p[0] for p in after] == [names[1], names[0]]
+    # running the deleted cell (it was queued) is refused
+    reply, messages = execute(kernel, data["programs"][2]["cell"], cell_id="c2")
+    assert text_of(messages).strip().startswith("not registered: this cell is no longer in the notebook")
+    assert program_names(kernel) == after
