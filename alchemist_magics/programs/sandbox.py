@@ -162,7 +162,10 @@ class Sandbox:
         if timed_out:
             return ProgramRun(program, "timeout", f"exceeded the {self.time_limit_s:g} s time limit after {done}/{self.n} rows", codes, runtime_s)
         if os.WIFSIGNALED(status):
-            sig = signal.Signals(os.WTERMSIG(status)).name
+            try:
+                sig = signal.Signals(os.WTERMSIG(status)).name
+            except ValueError:  # a real-time signal has no name
+                sig = f"signal {os.WTERMSIG(status)}"
             hint = " (likely out of memory)" if sig == "SIGKILL" else ""
             return ProgramRun(program, "crashed", f"process killed by {sig}{hint} on row {done}", codes, runtime_s)
         if state == _LOAD_FAILED:

@@ -163,8 +163,8 @@ class Supervisor:
                     if len(reported) != len(jobs):
                         raise ProtocolError(f"done after {len(reported)} of {len(jobs)} results")
                     return
-                else:
-                    raise RuntimeError(f"sandbox supervisor: {frames.clean_message(payload.decode('utf-8', 'replace'))}")
+                else:  # ERROR: a bug of the supervisor's; the running programs pay, apply() goes on
+                    raise ProtocolError(f"supervisor error: {frames.clean_message(payload.decode('utf-8', 'replace'))}")
         except (EOFError, OSError, ProtocolError) as exc:
             code = self._kill()
             why = f"protocol violation: {exc}" if isinstance(exc, ProtocolError) else f"exit code {code}"
