@@ -339,3 +339,20 @@ def test_threads_of_the_kernel_share_the_supervisor_safely():
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(go, range(8))) == [("ok", {i % 2}) for i in range(8)]
+
+
+def test_a_forked_kernel_gets_its_own_supervisor():
+    apply_programs(PROGRAMS[:1], TEXTS, LS, progress=False)
+    parent_supervisor = shared_supervisor().process.pid
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = apply_programs(PROGRAMS[:1], TEXTS, LS, progress=False).L[:, 0].tolist() == EXPECTED[:, 0].tolist()
+            os.write(write, b"1" if ok and shared_supervisor().process.pid != parent_supervisor else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert shared_supervisor().process.pid == parent_supervisor and shared_supervisor().alive()
+    assert (apply_programs(PROGRAMS[:1], TEXTS, LS, progress=False).L[:, 0] == EXPECTED[:, 0]).all()

@@ -70,6 +70,7 @@ class Supervisor:
         self.loaded: OrderedDict[str, None] = OrderedDict()
         self.report: dict | None = None  # the isolation report of the running supervisor
         self.lock = threading.RLock()  # one request at a time (e.g. Dask threads sharing a worker process)
+        self.owner = os.getpid()  # a forked copy of the kernel must not talk into its parent's pipes
 
     def _start(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
@@ -79,6 +80,7 @@ class Supervisor:
             [sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, cwd="/", close_fds=True, start_new_session=True, bufsize=0)
         self.loaded.clear()
+        self.owner = os.getpid()
         try:
             kind, payload = frames.read_frame(self.process.stdout, {frames.HELLO: frames.MAX_CONTROL}, START_TIMEOUT_S)
             report = frames.load_json(payload)
@@ -90,6 +92,8 @@ class Supervisor:
         self.report = report
 
     def alive(self) -> bool:
+        if self.process is not None and self.owner != os.getpid():  # we are a fork: that one is our parent's
+            self.process, self.loaded = None, OrderedDict()
         return self.process is not None and self.process.poll() is None
 
     def close(self) -> None:
