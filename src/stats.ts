@@ -15,6 +15,8 @@ export interface IProgramStats {
   faults: number | null;
   invalid: number | null;
   status: string;
+  /** What is wrong with a program that is not ok, in one line (absent from older kernels). */
+  problem?: string | null;
 }
 
 /** The cost meter (USD; null where unknown). */
@@ -26,6 +28,10 @@ export interface ICost {
   ratio: number | null;
   requests: number;
   cache_hits: number;
+  /** The meter's own wording (`$0.0123`, `local: N tokens, T s`, `unknown (...)`), when sent. */
+  cost_text?: string | null;
+  /** Requests whose price is unknown: the spent amount is then unknown, never $0. */
+  unknown_cost_requests?: number | null;
 }
 
 /** Everything the sidebar shows about one task. */

@@ -28,7 +28,7 @@ COST = {"requests": 0, "cache_hits": 0, "cost_usd": 0.0, "spent_usd": 0.0, "unkn
 def cells(html_text: str) -> list[tuple[str, str]]:
     """(class, text) of every body cell of the first table."""
     body = html_text.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return re.findall(r'<td(?: class="([^"]*)")?>(.*?)</td>', body)
+    return re.findall(r'<td(?: class="([^"]*)")?>(.*?)</td>', body.replace("<wbr>", ""))
 
 
 def test_matrix_names_polarity_and_marks_cells_by_class():
@@ -36,7 +36,7 @@ def test_matrix_names_polarity_and_marks_cells_by_class():
     assert 'class="alc-table alchemist-matrix"' in html_text and "style=" not in html_text
     row = cells(html_text)[:13]
     assert row[0] == ("alc-name", "spam_if_free") and row[1] == ("alc-j", "0")  # j is its own cell
-    assert row[2] == ("alc-pol alc-pol-1", "SPAM")
+    assert row[2] == ("alc-pol alc-pol-1", "SPAM") and row[3] == ("alc-status alc-good", "ok")  # status early
     polarity = dict((name, text) for (_, name), (_, text) in zip(cells(html_text)[::14], cells(html_text)[2::14]))
     assert polarity == {"spam_if_free": "SPAM", "ham_if_thanks": "HAM", "both_ways": "HAM, SPAM"}
     classes = {text: cls for cls, text in cells(html_text)}
@@ -52,26 +52,27 @@ def test_label_model_table_is_tidy():
     head = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", html_text)
     assert head == ["label model", "accuracy", "f1"]  # no empty "model" header row, no chosen column
     assert '<tr class="alc-chosen"><td class="alc-name">snorkel (chosen)</td><td>0.920</td>' in html_text
+    assert "ham_<wbr>if_<wbr>thanks" in matrix_html(ANALYSIS)  # names break at underscores only
 
 
 def test_cost_reads_as_sentences_and_unknown_is_never_zero():
     text = cost_sentence(COST)
-    assert text == ("Spent $0.0000 so far, with no LLM request (offline). Labeling all 1,586 rows zero-shot "
-                    "with the LLM would cost $0.0273. No budget set.")
+    assert text == ("spent $0.0000 so far, with no LLM request (offline); labeling every row zero-shot: $0.0273 "
+                    "(1,586 rows, one LLM request each). No budget set.")
     assert "None" not in text and "n/a" not in text
     unknown = {**COST, "requests": 3, "cache_hits": 1, "cost_usd": None, "spent_usd": 0.0, "unknown_cost_requests": 3,
                "cost_text": "unknown (5210 tokens; no price for my-model)", "zero_shot_usd": None, "ratio": None}
     text = cost_sentence(unknown)
-    assert "$0.0000" not in text and text.startswith("Spent unknown (5210 tokens; no price for my-model) so far, on 3 LLM")
-    assert "would cost unknown" in text
+    assert "$0.0000" not in text and text.startswith("spent unknown (5210 tokens; no price for my-model) so far, on 3 LLM")
+    assert "zero-shot: unknown" in text
     paid = {**COST, "requests": 10, "cache_hits": 2, "cost_usd": 0.0021, "spent_usd": 0.0021, "cost_text": "$0.0021",
             "by_purpose": {"program": 0.0021}, "ratio": 13.0, "budget_usd": 0.05, "estimate_usd": 0.0019}
     assert cost_sentence(paid) == (
-        "Spent $0.0021 so far, on 10 LLM requests (2 answered from the cache): program $0.0021. Labeling all 1,586 "
-        "rows zero-shot with the LLM would cost $0.0273. The programs cost 13.0x less. Writing the programs with "
-        "the LLM: about $0.0019 (estimate). Budget $0.0500.")
+        "spent $0.0021 so far, on 10 LLM requests (2 answered from the cache), by purpose program $0.0021; labeling every row "
+        "zero-shot: $0.0273 (1,586 rows, one LLM request each). The programs cost 13.0x less. Writing the programs "
+        "with the LLM: about $0.0019 (estimate). Budget $0.0500.")
     report = CostReport(paid)
-    assert report["ratio"] == 13.0 and repr(report) == cost_sentence(paid) and "alc-cost" in report._repr_html_()
+    assert report["ratio"] == 13.0 and repr(report) == "Cost: " + cost_sentence(paid) and "alc-cost" in report._repr_html_()
 
 
 def test_repr_is_stable_and_sort_control_says_what_it_does():
@@ -130,6 +131,14 @@ def test_every_update_resends_the_static_snapshot_in_a_real_kernel(tmp_path):
     assert len(outputs) == 1 and outputs[0].output_type == "display_data"
     data = outputs[0].data
     assert data["text/plain"] == "Panel(task='spam', programs=1, label_model=None, status='1 programs; label model majority')"
-    assert "spam_if_free" in data["text/html"] and "writing 4 programs" not in data["text/html"]
+    assert "spam_if_free" in data["text/html"].replace("<wbr>", "") and "writing 4 programs" not in data["text/html"]
     assert "application/vnd.jupyter.widget-view+json" in data
     assert outputs[0].metadata.get("transient", {}) == {} and nb.cells[1].outputs == []
+
+
+def test_the_extension_carries_the_same_panel_rules():
+    """style/panel.css (the JupyterLab extension's copy, for untrusted notebooks) = the inlined rules."""
+    repo = Path(__file__).resolve().parents[1]
+    copy = (repo / "style" / "panel.css").read_text().split("\n", 1)[1]
+    assert copy == panel_module.CSS
+    assert "panel.css" in (repo / "style" / "index.js").read_text()

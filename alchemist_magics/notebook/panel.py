@@ -22,7 +22,7 @@ CSS = (Path(__file__).with_name("panel.css")).read_text(encoding="utf-8")
 STYLE = f"<style>{CSS}</style>"
 
 # Display labels of analysis columns (the DataFrame keeps snorkel's names).
-HEADERS = {"Emp. Acc.": "Dev acc.", "Runtime (s)": "Runtime (s)", "Correct": "Correct (dev)",
+HEADERS = {"Emp. Acc.": "Dev acc.", "Runtime (s)": "Time (s)", "Correct": "Correct (dev)",
            "Incorrect": "Incorrect (dev)"}
 DRILL_KINDS = {"covered": "rows it votes on", "wrong": "dev rows it gets wrong",
                "conflicts": "rows where another program disagrees", "errors": "rows that raised"}
@@ -70,13 +70,19 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _cell_text(text: str, css: str) -> str:
+    """Escaped text; a program name may break after its underscores (``<wbr>``), nowhere else."""
+    escaped = html.escape(text)
+    return escaped.replace("_", "_<wbr>") if "alc-name" in css.split() else escaped
+
+
 def _table(head: list[tuple[str, str]], rows: list[list[tuple[str, str]]], row_classes=None,
            css: str = "alc-table") -> str:
     """An HTML table: ``head`` and each row are ``(text, class)`` pairs; texts are escaped here."""
-    th = "".join(f'<th class="{c}">{html.escape(t)}</th>' if c else f"<th>{html.escape(t)}</th>" for t, c in head)
+    th = "".join(f'<th class="{c}">{_cell_text(t, c)}</th>' if c else f"<th>{html.escape(t)}</th>" for t, c in head)
     body = []
     for i, row in enumerate(rows):
-        tds = "".join(f'<td class="{c}">{html.escape(t)}</td>' if c else f"<td>{html.escape(t)}</td>" for t, c in row)
+        tds = "".join(f'<td class="{c}">{_cell_text(t, c)}</td>' if c else f"<td>{html.escape(t)}</td>" for t, c in row)
         extra = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         body.append(f"<tr{extra}>{tds}</tr>")
     return (f'<div class="alc-scroll"><table class="{css}"><thead><tr>{th}</tr></thead>'
@@ -86,6 +92,9 @@ def _table(head: list[tuple[str, str]], rows: list[list[tuple[str, str]]], row_c
 def matrix_html(table: pd.DataFrame, classes: list[str] | None = None) -> str:
     """The analysis table as HTML: one row per program, polarity as class names, a class per cell."""
     columns = [c for c in table.columns if not (c == "Problem" and not table[c].astype(bool).any())]
+    if "Status" in columns and "Polarity" in columns:  # the status early: it is what people look for first
+        columns.remove("Status")
+        columns.insert(columns.index("Polarity") + 1, "Status")
     head = [("program", "alc-name")] + [(HEADERS.get(c, c), _column_class(c)) for c in columns]
     rows = []
     for name, row in table.iterrows():
@@ -127,8 +136,8 @@ def _money(value) -> str:
 
 
 def cost_sentence(cost: dict) -> str:
-    """The cost meter as sentences: what was spent (never $0 for an unknown price), what labeling
-    every row zero-shot would cost, the ratio, the estimate and the budget."""
+    """The cost meter in words, after a ``Cost:`` label: what was spent (never $0 for an unknown
+    price), what labeling every row zero-shot would cost, the ratio, the estimate and the budget."""
     requests, hits = int(cost.get("requests") or 0), int(cost.get("cache_hits") or 0)
     unknown = bool(cost.get("unknown_cost_requests"))
     if unknown:
@@ -140,14 +149,14 @@ def cost_sentence(cost: dict) -> str:
         how = "with no LLM request (offline)"
     else:
         how = f"on {requests} LLM request{'s' if requests != 1 else ''} ({hits} answered from the cache)"
-    parts = [f"Spent {spent} so far, {how}."]
+    first = f"spent {spent} so far, {how}"
     by = {k: v for k, v in (cost.get("by_purpose") or {}).items() if v}
     if by and not unknown:
-        parts[-1] = parts[-1][:-1] + ": " + ", ".join(f"{k} {_money(v)}" for k, v in sorted(by.items())) + "."
+        first += ", by purpose " + ", ".join(f"{k} {_money(v)}" for k, v in sorted(by.items()))
     rows = cost.get("zero_shot_rows")
-    every = f"all {rows:,} rows" if _is_number(rows) else "every row"
-    zero = cost.get("zero_shot_usd")
-    parts.append(f"Labeling {every} zero-shot with the LLM would cost {_money(zero)}.")
+    rows = f"{rows:,} rows" if _is_number(rows) else "every row"
+    parts = [f"{first}; labeling every row zero-shot: {_money(cost.get('zero_shot_usd'))} "
+             f"({rows}, one LLM request each)."]
     ratio, estimate = cost.get("ratio"), cost.get("estimate_usd")
     if _is_number(ratio):
         parts.append(f"The programs cost {ratio:.1f}x less.")
@@ -160,14 +169,14 @@ def cost_sentence(cost: dict) -> str:
 
 def cost_html(cost: dict) -> str:
     """The cost meter as a paragraph (see :func:`cost_sentence`)."""
-    return f'<p class="alc-cost"><b>Cost.</b> {html.escape(cost_sentence(cost))}</p>'
+    return f'<p class="alc-cost"><b>Cost:</b> {html.escape(cost_sentence(cost))}</p>'
 
 
 class CostReport(dict):
     """The task's cost account (``Workbench.cost``): a dict whose repr reads as sentences."""
 
     def __repr__(self) -> str:
-        return cost_sentence(self)
+        return "Cost: " + cost_sentence(self)
 
     def _repr_html_(self) -> str:
         return f'<div class="alc-panel">{STYLE}{cost_html(self)}</div>'
@@ -249,7 +258,7 @@ class Panel:
     def sort_text(self) -> str:
         """What the current order is, in words."""
         if not self.sort_by:
-            return "programs in the order they were added"
+            return "in the order they were added"
         return f"sorted by {HEADERS.get(self.sort_by, self.sort_by)}, {'highest' if self.descending else 'lowest'} first"
 
     # -- rendering ------------------------------------------------------------------------------
@@ -258,9 +267,9 @@ class Panel:
         table = self.sorted_analysis()
         if table is not None:
             n = len(table)
-            parts.append(f'<p class="alc-caption">{n} program{"s" if n != 1 else ""} '
-                         f"({html.escape(self.sort_text())}); coverage, overlaps and conflicts on train, "
-                         "correct, incorrect and accuracy on the labeled dev rows.</p>")
+            parts.append(f'<p class="alc-caption">{n} program{"s" if n != 1 else ""}, '
+                         f"{html.escape(self.sort_text())}. Coverage, overlaps and conflicts are shares of the "
+                         "train rows; correct, incorrect and accuracy are counted on the labeled dev rows.</p>")
             parts.append(matrix_html(table, self.classes))
         if self.scores is not None:
             parts.append(f'<p class="alc-caption"><b>Label model</b> on dev: <code>{html.escape(str(self.chosen))}'
@@ -317,7 +326,8 @@ class Panel:
             program = w.Dropdown(options=self._program_options(), value="", description="Show rows of",
                                  style={"description_width": "initial"}, layout=w.Layout(width="auto"))
             kind = w.Dropdown(options=[(text, key) for key, text in DRILL_KINDS.items()], value="covered",
-                              description="", layout=w.Layout(width="auto"))
+                              description="that is", style={"description_width": "initial"},
+                              layout=w.Layout(width="auto"))
             self._widgets = {"sort": sort, "program": program, "kind": kind, "body": w.HTML(), "status": w.HTML(),
                              "examples": w.HTML(), "progress": w.IntProgress(min=0, max=1, value=0)}
             sort.observe(self._on_sort, names="value")

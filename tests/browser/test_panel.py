@@ -1,0 +1,120 @@
+"""The analysis panel and the sidebar in a real JupyterLab and Chromium, in the light and the dark
+theme: every matrix cell and sidebar row reads at >= 4.5:1 (WCAG AA), no column of the matrix is
+cut off at a 1280 px window with the sidebar open, the sort control and the drill-down work, and
+the sidebar is open again after a page reload. Screenshots go to tests/browser/artifacts/."""
+from pathlib import Path
+
+import pytest
+
+from labsession import DATA, MAGIC, LabServer, Notebook, chromium, launch_browser
+from panelcheck import clipping, contrast, layout, panel, run_task, set_theme
+
+if chromium() is None:
+    pytest.skip("no Chromium at /usr/bin/chromium: apt-get install -y chromium (scripts/setup.sh does it as root)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("jupyterlab")
+if not (DATA / "train.json").is_file():
+    pytest.skip(f"no WRENCH youtube data at {DATA}", allow_module_level=True)
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+AA = 4.5
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with LabServer(tmp_path_factory.mktemp("panel"), n=5) as server, sync_api.sync_playwright() as p:
+        browser = launch_browser(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        notebook = Notebook(page, server).open()
+        try:
+            run_task(notebook, MAGIC)
+            layout(page)
+            yield notebook
+        finally:
+            page.screenshot(path=ARTIFACTS / "panel-last.png")
+            browser.close()
+
+
+@pytest.mark.parametrize("theme", ["JupyterLab Light", "JupyterLab Dark"])
+def test_every_cell_reads_at_aa_contrast_and_no_column_is_cut(lab, theme):
+    page = lab.page
+    set_theme(page, theme)
+    view = panel(lab, MAGIC)
+    cells = contrast(view.locator("table.alchemist-matrix"), "td, th")
+    assert len(cells) >= 5 * 13  # 5 programs x the columns, and the header
+    low = [c for c in cells if c["ratio"] < AA]
+    assert not low, f"{theme}: {low[:5]}"
+    tinted = [c for c in cells if "alc-good" in c["cls"] or "alc-bad" in c["cls"] or "alc-warn" in c["cls"]]
+    assert tinted, "the status and accuracy cells carry their tint"
+    for table in ("table.alc-scores",):
+        assert all(c["ratio"] >= AA for c in contrast(view.locator(table), "td, th"))
+    assert all(c["ratio"] >= AA for c in contrast(view, "p"))  # captions, cost sentence, status
+    sidebar = page.locator("#alchemist-sidebar")
+    rows = contrast(sidebar, ".jp-alchemist-name, .jp-alchemist-stat, .jp-alchemist-cost, h3")
+    assert rows and all(c["ratio"] >= AA for c in rows), [c for c in rows if c["ratio"] < AA][:5]
+    # 1280 px, the sidebar open: every column is inside the visible part of the matrix
+    where = clipping(view)
+    assert where["viewport"] == 1280 and page.locator("#alchemist-sidebar").is_visible()
+    cut = [c["text"] for c in where["columns"] if not c["fits"]]
+    assert not cut, f"columns cut off: {cut} ({where['box']})"
+    assert where["box"]["right"] <= where["area"]["right"] + 1
+    page.screenshot(path=ARTIFACTS / f"panel-{'dark' if 'Dark' in theme else 'light'}.png")
+
+
+def test_sort_control_and_drill_down(lab):
+    page = lab.page
+    set_theme(page, "JupyterLab Light")
+    cell = lab.cell(MAGIC)
+    view = panel(lab, MAGIC)
+
+    def names():
+        return [n.replace("\u200b", "") for n in view.locator("table.alchemist-matrix tbody td.alc-name").all_inner_texts()]
+
+    def coverage():
+        column = view.locator("table.alchemist-matrix thead th").all_inner_texts().index("Coverage")
+        return [float(r.locator("td").nth(column).inner_text())
+                for r in view.locator("table.alchemist-matrix tbody tr").all()]
+
+    added = names()
+    sort = cell.locator("select").nth(0)
+    sort.select_option(label="Coverage, lowest first")
+    page.wait_for_function("(el) => el.innerText.includes('sorted by Coverage, lowest first')", arg=cell.element_handle())
+    assert coverage() == sorted(coverage()) and sorted(names()) == sorted(added)
+    sort.select_option(label="the order the programs were added")
+    page.wait_for_function("(el) => el.innerText.includes('in the order they were added')", arg=cell.element_handle())
+    assert names() == added
+    # drill-down: the rows a program votes on, with their text; then the dev rows it gets wrong
+    program, kind = cell.locator("select").nth(1), cell.locator("select").nth(2)
+    program.select_option(label=added[0])
+    examples = cell.locator(".alc-examples")
+    examples.wait_for(state="visible")
+    assert examples.locator("tbody tr").count() == 10  # the first 10 of them
+    assert f"{added[0]}: " in cell.locator(".jp-OutputArea").inner_text()
+    assert all(len(t) > 3 for t in examples.locator("tbody td.alc-text").all_inner_texts())
+    kind.select_option(label="dev rows it gets wrong")
+    page.wait_for_function("(el) => el.innerText.includes('dev rows it gets wrong (dev)')", arg=cell.element_handle())
+    page.screenshot(path=ARTIFACTS / "panel-drill-down.png")
+
+
+def test_sidebar_names_have_tooltips_and_it_stays_open_after_reload(lab):
+    page = lab.page
+    rows = page.locator("#alchemist-sidebar .jp-alchemist-program")
+    assert rows.count() == 5
+    for i in range(rows.count()):
+        name = rows.nth(i).get_attribute("data-name")
+        assert rows.nth(i).locator(".jp-alchemist-name").get_attribute("title").startswith(name)
+    assert page.locator("#alchemist-sidebar .jp-alchemist-stat[data-key=coverage]").first.get_attribute("title")
+    lab.save()
+    page.reload()
+    lab.open()
+    page.locator("#alchemist-sidebar").wait_for(state="visible", timeout=30_000)
+    assert page.locator("#alchemist-sidebar .jp-alchemist-program").count() == 5
+    # closed by the user: closed after the next reload too
+    page.evaluate("() => window.jupyterapp.shell.collapseRight()")
+    page.wait_for_timeout(300)
+    page.reload()
+    lab.open()
+    page.wait_for_timeout(1500)
+    assert not page.locator("#alchemist-sidebar").is_visible()
