@@ -1,6 +1,8 @@
 """Program generation, repair, provenance, retrieval, zero-shot and prompts (fake server)."""
 import json
 
+import numpy as np
+
 import pytest
 
 from alchemist_magics.llm import (
@@ -235,3 +237,104 @@ def test_meter_summary_counts_cache_hits():
     s = meter.summary()
     assert (s["requests"], s["cache_hits"], s["prompt_tokens"]) == (1, 1, 1000)
     assert s["cost_usd"] == pytest.approx(0.0035)
+
+
+# -- messy replies, several programs per reply, true reasons, dedup by behaviour -----------------------
+def test_every_program_of_a_reply_is_considered_and_rejections_keep_their_reason(fake_server, make_client):
+    reply = ("Three functions:\n```python\ndef lf_sub(text):\n    return 1 if 'subscribe' in text.lower() else -1\n\n"
+             "def lf_http(text):\n    return 1 if 'http' in text.lower() else -1\n\n"
+             "def lf_bad(text)\n    return 0\n\n"
+             "def lf_os(text):\n    import os\n    return 1 if os.getcwd() else -1\n```")
+    fake_server.responder = lambda body: {"content": reply}
+    result = generate_programs(TASK, n=1, client=make_client())
+    assert sorted(p.provenance["function"] for p in result.programs) == ["lf_http", "lf_sub"]
+    details = [f.detail for f in result.rejected]
+    assert any("does not parse: line" in d and "expected ':'" in d for d in details)
+    assert any(d.startswith("lf_os: fails the program check") and "'os'" in d for d in details)
+    assert not result.failures
+
+
+def test_syntax_error_is_the_reported_reason_not_no_code(fake_server, make_client):
+    fake_server.responder = lambda body: {"content": "```python\ndef label_function(text)\n    return 1\n```"}
+    result = generate_programs(TASK, n=1, client=make_client(max_attempts=1))
+    (failure,) = result.failures
+    assert failure.reason == "invalid" and "does not parse: line 1: expected ':'" in failure.detail
+    assert "no Python code" not in failure.detail
+
+
+def test_truncated_reply_gives_its_complete_functions_and_never_a_cut_one(fake_server, make_client):
+    reply = ("```python\ndef lf_sub(text):\n    return 1 if 'subscribe' in text.lower() else -1\n\n"
+             "def lf_money(text):\n    t = text.lower()\n    if '$' in t:\n        return 1\n")
+    fake_server.responder = lambda body: {"content": reply, "finish_reason": "length"}
+    client = make_client()
+    result = generate_programs(TASK, n=1, client=client)
+    (program,) = result.programs
+    assert "lf_sub" in program.source and "lf_money" not in program.source
+    assert program.provenance["salvaged_from_truncated_reply"] is True
+    assert any("cut off" in f.detail for f in result.rejected)
+    assert fake_server.request_count == 1  # salvaged, not retried
+    again = generate_programs(TASK, n=1, client=client)
+    assert again.cache_hits == 1 and [p.id for p in again.programs] == [program.id]
+    # Only a cut function: the request fails as truncated, with the reason.
+    fake_server.responder = lambda body: {"content": "```python\ndef lf(text):\n    if 'a' in text:\n        return 1\n",
+                                          "finish_reason": "length"}
+    cut = generate_programs(TASK, n=1, client=make_client(max_attempts=1), first_sample=5)
+    assert not cut.programs and cut.failures[0].reason == "truncated" and "cut off" in cut.failures[0].detail
+
+
+def test_programs_differing_only_in_constants_are_not_duplicates():
+    sub = "def f(text):\n    return 1 if 'subscribe' in text.lower() else -1\n"
+    http = "def f(text):\n    return 1 if 'http' in text.lower() else -1\n"
+    assert not is_near_duplicate(http, [sub])
+    assert not is_near_duplicate(sub.replace("-1", "0"), [sub])
+    assert is_near_duplicate(sub.replace("text", "s").replace("def f", "def g"), [sub])
+
+
+def test_four_single_keyword_programs_are_all_kept(fake_server, make_client):
+    words = iter(["subscribe", "http", "check out", "free"])
+    fake_server.responder = lambda body: {"content": f"```python\ndef lf(text):\n    return 1 if '{next(words)}' in text.lower() else -1\n```"}
+    result = generate_programs(TASK, n=4, client=make_client(concurrency=1, adaptive=False))
+    assert len(result.programs) == 4 and not result.failures
+
+
+def test_duplicates_by_output():
+    from alchemist_magics.llm.dedup import duplicates_by_output, output_agreement, silent_programs
+
+    rng = np.random.default_rng(0)
+    a = np.where(rng.random(1000) < 0.3, 1, -1).astype(np.int8)
+    b = a.copy()
+    b[np.flatnonzero(a == 1)[:5]] = -1  # same rule, misses 5 of ~300 rows: 98 % agreement
+    c = np.where(rng.random(1000) < 0.05, 1, -1).astype(np.int8)  # a rare rule on other rows
+    d = np.roll(c, 1)  # just as rare, on different rows: both abstain ~90 %, yet not duplicates
+    e = np.full(1000, -1, np.int8)
+    f = np.where(a == 1, 0, -1).astype(np.int8)  # same rows, opposite class
+    L = np.stack([a, b, c, d, e, f], axis=1)
+    dups = duplicates_by_output(L, list("abcdef"))
+    assert [(x.name, x.duplicate_of) for x in dups] == [("b", "a")]
+    assert 0.95 <= dups[0].agreement < 1 and dups[0].rows == int((a == 1).sum())
+    assert output_agreement(c, d)[0] < 0.2 and output_agreement(a, f)[0] == 0.0
+    assert silent_programs(L, list("abcdef")) == ["e"]
+    assert duplicates_by_output(L, list("abcdef"), threshold=0.999) == []
+    assert [x.name for x in duplicates_by_output(np.stack([e, e], 1), ["x", "y"])] == ["y"]
+
+
+def test_repair_prompt_quotes_exceptions_and_failing_rows(fake_server, make_client):
+    from alchemist_magics.llm import repair_evidence
+    from alchemist_magics.programs.labels import FAULT, INVALID
+
+    fake_server.responder = lambda body: {"content": program_reply(5)}
+    texts = ["subscribe now", "nice song", "great video", "free money", "hello", "so good"]
+    codes = np.array([1, FAULT, -1, FAULT, INVALID, 1])
+    message = "labeled 2/6 rows, 2 faults (first: NameError: name 'string' is not defined), 1 invalid outputs (first: 0.5)"
+    evidence = repair_evidence(texts, [1, 0, 0, 1, 0, 0], codes, ["ham", "spam"], message=message)
+    assert evidence["uncovered"] == [("great video", "ham")]  # crashes are not "returns -1"
+    assert evidence["wrong"] == [("so good", "spam", "ham")]
+    assert evidence["errors"][:2] == [("nice song", "raised NameError: name 'string' is not defined"),
+                                      ("free money", "raised NameError: name 'string' is not defined")]
+    assert "not a class index" in evidence["errors"][2][1]
+    old = Program(source_of(0), name="keywords_old")
+    repair_programs(TASK, [RepairRequest(old, {"Emp. Acc.": 0.4}, **evidence)], client=make_client())
+    prompt = fake_server.requests[0]["messages"][-1]["content"]
+    assert "Rows where it failed" in prompt and "\"nice song\" -> raised NameError: name 'string' is not defined" in prompt
+    assert "When run over the data it reported: labeled 2/6 rows, 2 faults" in prompt
+    assert prompt.index("Rows it leaves unlabeled") > prompt.index("Rows where it failed")

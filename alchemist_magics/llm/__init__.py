@@ -14,7 +14,7 @@ from .cost import BudgetExceeded, CostMeter, Estimate, PriceTable, TokenCounter,
 from .generate import Failure, GenerationResult, generate_programs, is_near_duplicate
 from .prompts import STRATEGIES, Exemplar, PromptTemplates
 from .provenance import ProgramStore
-from .repair import RepairRequest, analysis_stats, repair_examples, repair_programs, weak_reasons
+from .repair import RepairRequest, analysis_stats, repair_evidence, repair_examples, repair_programs, weak_reasons
 from .retrieval import DocumentRetriever, select_exemplars
 from .two_stage import write_supplementary
 from .zero_shot import ZeroShotResult, zero_shot_counterfactual, zero_shot_label
@@ -24,6 +24,6 @@ __all__ = [
     "GenerationResult", "LLMClient", "LLMConfig", "MissingAPIKeyError", "PriceTable", "ProgramStore",
     "PromptTemplates", "RepairRequest", "Request", "ResponseCache", "STRATEGIES", "TokenCounter",
     "ZeroShotResult", "analysis_stats", "estimate_requests", "generate_programs", "is_near_duplicate",
-    "repair_examples", "repair_programs", "select_exemplars", "weak_reasons", "write_supplementary", "zero_shot_counterfactual",
+    "repair_evidence", "repair_examples", "repair_programs", "select_exemplars", "weak_reasons", "write_supplementary", "zero_shot_counterfactual",
     "zero_shot_label",
 ]

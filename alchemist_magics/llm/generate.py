@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..programs import Program, check_program, extract_programs
 from ..task import TaskSpec
-from .client import Completion, LLMClient, Request
+from .client import Completion, LLMClient, Request, is_local_endpoint
 from .cost import TYPICAL_PROGRAM_REPLY_TOKENS, Estimate, estimate_requests, total_cost
 from .prompts import DEFAULT_TEMPLATES, STRATEGIES, Exemplar, PromptTemplates, program_messages
 from .provenance import ProgramStore
@@ -45,6 +45,9 @@ class GenerationResult:
     failures: list[Failure] = field(default_factory=list)
     estimate: Estimate | None = None
     completions: list[Completion] = field(default_factory=list)
+    # Every candidate program that was left out, with why (also those from replies that gave
+    # another program): syntax errors, check failures, cut-off functions, duplicates.
+    rejected: list[Failure] = field(default_factory=list)
 
     @property
     def cost_usd(self) -> float | None:
@@ -55,10 +58,25 @@ class GenerationResult:
     def cache_hits(self) -> int:
         return sum(c.cached for c in self.completions)
 
+    @property
+    def tokens(self) -> int:
+        """Prompt + completion tokens this call was billed for (0 for cache hits)."""
+        return sum((c.prompt_tokens or 0) + (c.completion_tokens or 0) for c in self.completions if not c.cached)
+
+    @property
+    def cost_text(self) -> str:
+        """``$0.0123``; ``local: N tokens, T s`` for a local model; ``unknown (N tokens)`` when a
+        price is unknown; never a made-up ``$0``."""
+        if self.cost_usd is not None:
+            return f"${self.cost_usd:.4f}"
+        billed = [c for c in self.completions if not c.cached]
+        if billed and all(is_local_endpoint(c.base_url) for c in billed):
+            return f"local: {self.tokens} tokens, {sum(c.elapsed_s for c in billed):.1f} s"
+        return f"unknown ({self.tokens} tokens)"
+
     def __repr__(self) -> str:
-        cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         return (f"GenerationResult({len(self.programs)} programs, {len(self.failures)} failures, "
-                f"{self.cache_hits} cache hits, cost {cost})")
+                f"{self.cache_hits} cache hits, cost {self.cost_text})")
 
 
 # -- near-duplicates -------------------------------------------------------------------------
@@ -100,10 +118,30 @@ def normalized_code(source: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text)
 
 
+def program_constants(source: str) -> tuple | None:
+    """The literal values a program uses (keywords, thresholds, patterns), docstrings excluded,
+    as a sorted tuple; None when it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    values = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and id(n) not in docstrings]
+    return tuple(sorted(repr(v) for v in values))
+
+
 def is_near_duplicate(source: str, others: list[str], threshold: float = DUPLICATE_SIMILARITY) -> bool:
-    """True when ``source`` matches any of ``others`` at >= ``threshold`` normalised-token similarity."""
+    """True when ``source`` matches any of ``others`` at >= ``threshold`` normalised-token similarity
+    *and* uses the same constants. This is only a cheap pre-filter: programs that differ in a
+    keyword, a threshold or a pattern vote differently and are never called duplicates here (whether
+    two programs behave the same is decided on their outputs: ``dedup.duplicates_by_output``)."""
     mine = normalized_code(source)
+    my_constants = program_constants(source)
     for other in others:
+        if program_constants(other) != my_constants:
+            continue
         matcher = difflib.SequenceMatcher(None, mine, normalized_code(other), autojunk=False)
         if matcher.real_quick_ratio() >= threshold and matcher.ratio() >= threshold:
             return True
@@ -111,22 +149,43 @@ def is_near_duplicate(source: str, others: list[str], threshold: float = DUPLICA
 
 
 # -- shared by generation and repair ---------------------------------------------------------
-def _first_valid(reply: str) -> tuple[Program | None, str]:
-    programs = list(extract_programs(reply))
-    if not programs:
-        return None, "no Python code in the reply"
-    reasons = []
-    for program in programs:
+def programs_in_reply(reply: str, truncated: bool = False) -> tuple[list[Program], list[str]]:
+    """Every usable program in a reply (extracted and passing the check) and, for each candidate
+    left out, the true reason (its SyntaxError, the check's reasons, a cut at max_tokens...)."""
+    extraction = extract_programs(reply, truncated=truncated)
+    usable, reasons = [], list(extraction.reasons)
+    for program in extraction:
         check = check_program(program.source)
         if check.ok:
-            return program, ""
-        reasons += check.reasons
-    return None, "code fails the program check: " + "; ".join(reasons[:3])
+            usable.append(program)
+        else:
+            reasons.append(f"{program.name}: fails the program check: " + "; ".join(check.reasons[:3]))
+    return usable, reasons
 
 
-def validate_reply(reply: str) -> str | None:
-    """None when the reply holds a usable program, else why not (the request is then retried)."""
-    return _first_valid(reply)[1] or None
+def _first_valid(reply: str, truncated: bool = False) -> tuple[Program | None, str]:
+    usable, reasons = programs_in_reply(reply, truncated)
+    if usable:
+        return usable[0], ""
+    return None, _no_program_reason(reply, reasons)
+
+
+def _no_program_reason(reply: str, reasons: list[str]) -> str:
+    interesting = [r for r in reasons if not r.startswith("top-level statement dropped")]
+    if not interesting:
+        return "no Python code in the reply"
+    return "no usable program: " + "; ".join(interesting[:3])
+
+
+def validate_reply(reply: str, truncated: bool = False) -> str | None:
+    """None when the reply holds a usable program, else why not (the request is then retried).
+    ``truncated``: the reply was cut at max_tokens; only its complete functions count."""
+    return _first_valid(reply, truncated)[1] or None
+
+
+def salvage_reply(reply: str) -> str | None:
+    """``validate_reply`` for a reply cut at max_tokens (``Request.salvage``)."""
+    return validate_reply(reply, truncated=True)
 
 
 def provenance_of(completion: Completion, **extra) -> dict:
@@ -140,28 +199,49 @@ def provenance_of(completion: Completion, **extra) -> dict:
 
 
 def collect(completions: list[Completion], extras: list[dict], existing: list[Program],
-            store: ProgramStore | None, similarity: float) -> tuple[list[Program], list[Failure]]:
-    """Turn replies into programs with provenance, rejecting failures and near-duplicates."""
+            store: ProgramStore | None, similarity: float,
+            rejected: list[Failure] | None = None) -> tuple[list[Program], list[Failure]]:
+    """Turn replies into programs with provenance, rejecting failures and near-duplicates.
+
+    Every usable program of a reply is considered (a reply with three functions gives up to three
+    programs); each one left out is appended to ``rejected`` with its reason. A request that
+    gives no new program is a ``Failure`` with the reason of its first rejected candidate.
+    """
     programs, failures = [], []
+    rejected = rejected if rejected is not None else []
     seen = [p.source for p in existing]
     for i, (completion, extra) in enumerate(zip(completions, extras)):
         if not completion.ok:
             failures.append(Failure(i, completion.reason, completion.detail))
             continue
-        found, why = _first_valid(completion.text)
-        if found is None:  # a cached reply checked by an older validator
-            failures.append(Failure(i, "invalid", why))
-            continue
-        if is_near_duplicate(found.source, seen, similarity):
-            failures.append(Failure(i, "duplicate", "near-duplicate of an earlier program's code"))
-            continue
-        extra = dict(extra)
-        prefix = extra.pop("name_prefix", "llm")
-        program = Program(found.source, name=f"{prefix}_{found.id[:6]}", provenance=provenance_of(completion, **extra))
-        seen.append(program.source)
-        programs.append(program)
-        if store is not None:
-            store.save(program)
+        truncated = completion.finish_reason == "length"
+        try:
+            usable, reasons = programs_in_reply(completion.text, truncated)
+        except (RecursionError, MemoryError, SystemError, ValueError) as error:
+            usable, reasons = [], [f"the reply could not be parsed ({type(error).__name__})"]
+        mine = [Failure(i, "invalid", r) for r in reasons if not r.startswith("top-level statement dropped")]
+        kept = 0
+        for found in usable:
+            if is_near_duplicate(found.source, seen, similarity):
+                mine.append(Failure(i, "duplicate", f"{found.name}: near-duplicate of an earlier program's code"))
+                continue
+            extra_i = dict(extra)
+            prefix = extra_i.pop("name_prefix", "llm")
+            if len(usable) > 1:
+                extra_i["function"] = found.name
+            if truncated:
+                extra_i["salvaged_from_truncated_reply"] = True
+            program = Program(found.source, name=f"{prefix}_{found.id[:6]}",
+                              provenance=provenance_of(completion, **extra_i))
+            seen.append(program.source)
+            programs.append(program)
+            kept += 1
+            if store is not None:
+                store.save(program)
+        rejected.extend(mine)
+        if not kept:
+            duplicates = [f for f in mine if f.reason == "duplicate"]
+            failures.append(duplicates[0] if usable else Failure(i, "invalid", _no_program_reason(completion.text, reasons)))
     return programs, failures
 
 
@@ -196,7 +276,8 @@ def program_requests(task: TaskSpec, n: int, *, exemplars: list[Exemplar] | None
         messages = program_messages(task, strategy=strategy, used=list(dict.fromkeys(others)) or None,
                                     exemplars=exemplars, background=background, templates=templates)
         requests.append(Request(messages, temperature=temperature, max_tokens=max_tokens,
-                                sample=first_sample + i, validate=validate_reply, purpose="program"))
+                                sample=first_sample + i, validate=validate_reply, salvage=salvage_reply,
+                                purpose="program"))
         extras.append({"strategy": strategy, "name_prefix": slug})
     return requests, extras
 
@@ -216,7 +297,7 @@ def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = No
                       existing: list[Program] | None = None, budget_usd: float | None = None,
                       store: ProgramStore | str | Path | None = None, templates: PromptTemplates = DEFAULT_TEMPLATES,
                       temperature: float | None = None, max_tokens: int | None = None, first_sample: int = 0,
-                      similarity: float = DUPLICATE_SIMILARITY) -> GenerationResult:
+                      similarity: float = DUPLICATE_SIMILARITY, budget_tokens: int | None = None) -> GenerationResult:
     """Ask for ``n`` labeling programs concurrently.
 
     Args:
@@ -229,7 +310,14 @@ def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = No
         store: a ``ProgramStore`` or a root folder (``.alchemist``) to persist programs into.
         first_sample: use another number to get fresh programs for an unchanged prompt (the
             cache is keyed by it); re-running with the same value is served from the cache, for $0.
-        similarity: programs whose normalised code is at least this similar to another are dropped.
+        similarity: programs whose normalised code is at least this similar to another (and that
+            use the same constants) are dropped.
+        budget_tokens: the most tokens (prompt + completion) this call may use; works for local
+            models, which have no price.
+
+    Every usable function of every reply is kept (``result.programs``); each candidate left out is
+    in ``result.rejected`` with its true reason. A reply cut at ``max_tokens`` still gives its
+    complete functions; the one it ended inside is dropped.
     """
     client, existing, store = prepare_request(task, n, client, existing, store)
     background = None
@@ -243,7 +331,8 @@ def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = No
     estimate = estimate_requests(client.model, [r.messages for r in requests],
                                  reply_tokens=TYPICAL_PROGRAM_REPLY_TOKENS,
                                  max_tokens=max_tokens or client.config.max_tokens, prices=client.meter.prices)
-    with client.meter.limit(budget_usd):
+    with client.meter.limit(budget_usd, budget_tokens):
         completions = client.complete_many(requests)
-    programs, failures = collect(completions, extras, existing, store, similarity)
-    return GenerationResult(programs, failures, estimate, completions)
+    rejected: list[Failure] = []
+    programs, failures = collect(completions, extras, existing, store, similarity, rejected)
+    return GenerationResult(programs, failures, estimate, completions, rejected)

@@ -148,11 +148,18 @@ def supplementary_messages(task: TaskSpec, background: list[str] | None = None,
 
 def repair_messages(task: TaskSpec, source: str, stats: dict, wrong: list[tuple[str, str, str]],
                     uncovered: list[tuple[str, str]], *, exemplars: list[Exemplar] | None = None,
-                    templates: PromptTemplates = DEFAULT_TEMPLATES) -> list[dict]:
+                    templates: PromptTemplates = DEFAULT_TEMPLATES, errors: list[tuple[str, str]] | None = None,
+                    message: str = "") -> list[dict]:
     """Messages asking to improve ``source``, given its statistics, rows it gets wrong
-    (text, returned, correct) and rows it leaves uncovered (text, correct)."""
+    (text, returned, correct), rows it leaves uncovered (text, correct), rows where it failed
+    (text, the exception or bad value) and its run's report ``message``."""
     stats_text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
     blocks = []
+    if message and not message.startswith("ok"):
+        blocks.append(f"When run over the data it reported: {_clip(message, 400)}")
+    if errors:
+        blocks.append("Rows where it failed (fix the code so they return a label or -1):\n" + "\n".join(
+            f'- "{_clip(t)}" -> {_clip(what, 200)}' for t, what in errors))
     if wrong:
         blocks.append("Rows it labels wrongly:\n" + "\n".join(
             f'- "{_clip(t)}" -> returned {got}, correct is {want}' for t, got, want in wrong))

@@ -3,8 +3,14 @@
 Code is taken from fenced blocks (```` ```python ````, bare ```` ``` ````, ``~~~``), or, when the reply
 has no fences, from the runs of lines that look like code. Each top-level function that no other
 function refers to becomes its own program, together with the helpers it calls and the imports and
-constants it uses; example usage (prints, ``if __name__ == ...`` blocks) is dropped. Fragments that
-do not parse are skipped and reported in ``Extraction.skipped``.
+constants it uses; example usage (prints, ``if __name__ == ...`` blocks) is dropped.
+
+A fragment is read statement by statement (a top-level statement ends where the next line at
+column 0 starts), so one broken statement costs only itself: every complete function around it is
+kept. A reply cut at ``max_tokens`` (``truncated=True``) loses the statement it ended inside,
+never more and never less: a function cut mid-body is not passed off as a shorter valid one.
+A function that never returns a value is dropped (it would abstain on every row). Everything
+left out is reported in ``Extraction.skipped`` with its reason (the SyntaxError, the cut...).
 """
 from __future__ import annotations
 
@@ -15,10 +21,14 @@ import textwrap
 from .check import entry_candidates
 from .program import Program
 
-_FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)", re.M | re.S)
+_FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:(^[ \t]*\1[ \t]*$)|\Z)", re.M | re.S)
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3", "ipython", "pycon"}
 _CODE_START = re.compile(r"^(def |async def |import |from \S+ import |@|[A-Za-z_][\w, ]*\s*=[^=])")
 _SHARED = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.ClassDef)
+_PARSE_FAILURES = (SyntaxError, ValueError, RecursionError, MemoryError, SystemError, OverflowError)
+MAX_CHUNK_CHARS = 100_000  # a code fragment longer than this is not a labeling program
+MAX_LOOKAHEAD = 40  # how many following top-level lines one statement may span when repairing a parse
+CUT_REASON = "cut off: the reply ended inside it (finish_reason=length), so it may be incomplete"
 
 
 class Extraction(list):
@@ -28,72 +38,139 @@ class Extraction(list):
         super().__init__(programs)
         self.skipped: list[tuple[str, str]] = list(skipped)
 
+    @property
+    def reasons(self) -> list[str]:
+        """Why each left-out fragment was left out (in order, duplicates removed)."""
+        return list(dict.fromkeys(reason for _, reason in self.skipped))
 
-def extract_programs(reply: str, provenance: dict | None = None) -> Extraction:
+
+def extract_programs(reply: str, provenance: dict | None = None, *, truncated: bool = False) -> Extraction:
     """The programs in ``reply``, in order of appearance, duplicates removed.
 
     ``provenance`` is copied into every program (with ``"block"``: the index of the code fragment it
-    came from). Returns an :class:`Extraction` (a list of :class:`Program`) whose ``skipped`` says
-    which fragments were left out and why.
+    came from). ``truncated``: the reply was cut at ``max_tokens``; the statement it ended inside is
+    dropped. Returns an :class:`Extraction` (a list of :class:`Program`) whose ``skipped`` says
+    which fragments were left out and why. Never raises on any string.
     """
     result = Extraction()
     seen = set()
-    for index, chunk in enumerate(_code_chunks(reply, result.skipped)):
-        for source in _split_chunk(chunk, result.skipped):
+    if not isinstance(reply, str):
+        return result
+    for index, (chunk, open_end) in enumerate(_code_chunks(reply, result.skipped)):
+        try:
+            sources = _split_chunk(chunk, result.skipped, cut_at_end=truncated and open_end)
+        except _PARSE_FAILURES + (IndexError, AttributeError) as error:  # pathological input
+            result.skipped.append((chunk[:2000], f"could not be read ({type(error).__name__})"))
+            continue
+        for source in sources:
             if source not in seen:
                 seen.add(source)
                 result.append(Program(source, provenance={**(provenance or {}), "block": index}))
     return result
 
 
-def _code_chunks(reply: str, skipped: list) -> list[str]:
+def _code_chunks(reply: str, skipped: list) -> list[tuple[str, bool]]:
+    """``(code, runs_to_the_end_of_the_reply)`` for each code fragment."""
     fenced = list(_FENCE.finditer(reply))
     if not fenced:
         return _unfenced_chunks(reply)
     chunks = []
     for match in fenced:
         tag, body = match.group(2).lower(), textwrap.dedent(match.group(3))
+        open_end = match.group(4) is None  # no closing fence: the reply ended inside the block
         if tag in _PYTHON_TAGS:
-            chunks.append(body)
+            chunks.append((body, open_end))
         else:
             skipped.append((body, f"code block tagged {tag!r}, not Python"))
     return chunks
 
 
-def _unfenced_chunks(reply: str) -> list[str]:
+def _unfenced_chunks(reply: str) -> list[tuple[str, bool]]:
     """Runs of lines that start like code, plus their indented/blank continuation lines."""
     chunks, current = [], []
     for line in reply.splitlines():
         if _CODE_START.match(line) or (current and (not line.strip() or line[:1] in " \t" or line.startswith(("#", ")", "]", "}")))):
             current.append(line)
         elif current:
-            chunks.append("\n".join(current))
+            chunks.append(("\n".join(current), False))
             current = []
     if current:
-        chunks.append("\n".join(current))
+        chunks.append(("\n".join(current), True))
     return chunks
 
 
-def _parse(chunk: str, skipped: list) -> ast.Module | None:
-    """Parse a chunk; a tail of prose after the code is cut off line by line before giving up."""
+def _starts_statement(line: str) -> bool:
+    return bool(line.strip()) and not line[0].isspace() and not line.startswith(("#", ")", "]", "}"))
+
+
+def _parse_at(lines: list[str], start: int, end: int) -> ast.Module:
+    """Parse ``lines[start:end]`` keeping the line numbers of the whole fragment."""
+    return ast.parse("\n" * start + "\n".join(lines[start:end]))
+
+
+def _statements(chunk: str, skipped: list) -> tuple[list[ast.stmt], bool]:
+    """The top-level statements of ``chunk`` that parse, and whether the last one reaches the end
+    of the fragment (nothing at column 0 follows it). Statements that do not parse are reported."""
     lines = chunk.rstrip().splitlines()
-    error = None
-    for end in range(len(lines), 0, -1):
-        try:
-            return ast.parse("\n".join(lines[:end]))
-        except SyntaxError as exc:
-            error = error or exc
-            if len(lines) - end >= 20:
+    try:
+        return _parse_at(lines, 0, len(lines)).body, True
+    except SyntaxError:
+        pass
+    except _PARSE_FAILURES as exc:  # nesting too deep for the parser: no program in there
+        skipped.append((chunk[:2000], f"could not be read ({type(exc).__name__}: nested too deeply)"))
+        return [], False
+    starts = [i for i, line in enumerate(lines) if _starts_statement(line)]
+    if not starts or starts[0] != 0:
+        starts = [0] + starts
+    nodes, reaches_end, i = [], False, 0
+    while i < len(starts):
+        begin, error = starts[i], None
+        for j in range(i + 1, min(len(starts), i + MAX_LOOKAHEAD) + 1):
+            end = starts[j] if j < len(starts) else len(lines)
+            try:
+                body = _parse_at(lines, begin, end).body
+            except SyntaxError as exc:
+                error = error or exc
+                continue
+            except _PARSE_FAILURES as exc:
+                error = error or exc
                 break
-    skipped.append((chunk, f"does not parse: line {error.lineno}: {error.msg}" if error else "empty"))
-    return None
+            nodes += body
+            reaches_end = j == len(starts)
+            i = j
+            break
+        else:
+            end = starts[i + 1] if i + 1 < len(starts) else len(lines)
+            text = "\n".join(lines[begin:end])
+            if isinstance(error, SyntaxError):
+                line = (error.lineno or begin + 1)
+                skipped.append((text, f"does not parse: line {line}: {error.msg}"))
+            elif error is not None:
+                skipped.append((text, f"could not be read ({type(error).__name__})"))
+            reaches_end = False
+            i += 1
+    return nodes, reaches_end and bool(nodes)
 
 
-def _split_chunk(chunk: str, skipped: list) -> list[str]:
-    tree = _parse(chunk, skipped)
-    if tree is None:
+def _returns_value(functions: list[ast.FunctionDef]) -> bool:
+    return any(isinstance(n, (ast.Return, ast.Yield)) and n.value is not None
+               for f in functions for n in ast.walk(f))
+
+
+def _split_chunk(chunk: str, skipped: list, cut_at_end: bool = False) -> list[str]:
+    if len(chunk) > MAX_CHUNK_CHARS:
+        skipped.append((chunk[:2000], f"fragment of {len(chunk)} characters is too long for a program"))
         return []
+    nodes, last_reaches_end = _statements(chunk, skipped)
     lines = chunk.splitlines()
+    if cut_at_end and last_reaches_end:
+        skipped.append((_segment(lines, nodes[-1]), CUT_REASON))
+        nodes = nodes[:-1]
+    if not nodes:
+        if not any(text == chunk or reason.startswith(("does not parse", "could not")) for text, reason in skipped[-3:]):
+            skipped.append((chunk, "empty"))
+        return []
+    tree = ast.Module(body=nodes, type_ignores=[])
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     if not functions:
         skipped.append((chunk, "no function definition in this fragment"))
@@ -104,6 +181,10 @@ def _split_chunk(chunk: str, skipped: list) -> list[str]:
     sources = []
     for entry in entry_candidates(tree):
         keep = _closure(entry, functions)
+        if not _returns_value([functions[f] for f in keep]):
+            skipped.append((_segment(lines, functions[entry]),
+                            f"{entry}() never returns a value (it would abstain on every row; cut off?)"))
+            continue
         used = set().union(*(_names(functions[f]) for f in keep))
         shared = _needed_shared(tree, used)
         body = [node for node in tree.body if node in shared or (isinstance(node, ast.FunctionDef) and node.name in keep)]
