@@ -133,3 +133,14 @@ def test_labels_magic_writes_csv(tmp_path, capsys):
     assert any(c.startswith("vote:") for c in back.columns) and list(back["text"]) == list(labels["text"])
     bad = ip.run_cell(f"%alchemist labels outputs --to {tmp_path / 'labels.xlsx'}")
     assert not bad.success and "a .csv or .parquet file" in str(bad.error_in_exec)
+
+
+def test_overview_plots_a_fitted_workbench(bench):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from alchemist_magics.notebook.plots import overview
+
+    fig = overview(bench)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["Programs: coverage and accuracy", "Labels of the 32 rows", "Cost as the data grows"]
+    assert len(fig.axes[0].collections) == 3
