@@ -41,6 +41,7 @@ _RUNNING, _DONE, _LOAD_FAILED, _ISOLATION_FAILED = 0, 1, 2, 3
 _FAULT_MSG, _INVALID_MSG, _MSG_LEN, _CODES = 8, 264, 256, 520
 _NOT_RUN_BYTE = bytes([NOT_RUN & 0xFF])
 _PROGRESS_EVERY_S = 0.1
+_COST_PER_ROW: dict[str, float] = {}  # program id -> seconds per row in its last ok run (this supervisor)
 
 # Audit events refused in the child (CPython's names). "open" is handled separately: reads are fine
 # (lazy imports need them), anything that could write or create is refused.
@@ -95,7 +96,10 @@ class Sandbox:
         ``on_progress(rows done)`` is called every 0.1 s and ``on_start(job index)`` when a child is
         forked. When the run ends, any process a program left behind is killed.
         """
-        pending = list(range(len(jobs)))[::-1]
+        # longest first (by what each program cost per row last time; new programs first), so that
+        # no worker is left alone with a slow program at the end
+        cost = [_COST_PER_ROW.get(program.id, float("inf")) for program, _ in jobs]
+        pending = sorted(range(len(jobs)), key=lambda j: (cost[j], -j))  # popped from the end
         running: dict[int, tuple] = {}  # pid -> (job index, mmap, start time, pidfd or None)
         finished_rows, last_progress = 0, 0.0
         try:
@@ -125,6 +129,10 @@ class Sandbox:
                         os.close(fd)
                     del running[pid]
                     run = self._collect(jobs[j][0], mm, status, timed_out, time.perf_counter() - start)
+                    if run.status == "ok" and self.n:
+                        _COST_PER_ROW[run.program.id] = run.runtime_s / self.n
+                        if len(_COST_PER_ROW) > 10_000:
+                            _COST_PER_ROW.pop(next(iter(_COST_PER_ROW)))
                     finished_rows += self.n
                     yield j, run
                 if on_progress is not None and now - last_progress > _PROGRESS_EVERY_S:
