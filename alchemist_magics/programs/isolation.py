@@ -55,7 +55,7 @@ SECCOMP_ALLOW = (
     "read", "write", "readv", "writev", "pread64", "preadv", "preadv2", "close", "close_range", "lseek",
     "fstat", "newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "getdents64", "readlink",
     "readlinkat", "access", "faccessat", "faccessat2", "getcwd", "dup", "dup2", "dup3",
-    "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "msync", "mincore",
+    "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "msync",
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigpending",
     "futex", "set_robust_list", "rseq", "set_tid_address", "sched_yield", "sched_getaffinity", "getcpu",
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
