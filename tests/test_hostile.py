@@ -515,7 +515,7 @@ def test_a_dead_supervisor_costs_only_the_running_program():
     quick = [f"def q{i}(x):\n    return {i % 2}\n" for i in range(4)]
     supervisor = shared_supervisor()
     supervisor.ensure_started()
-    killer = threading.Timer(1.0, lambda: os.kill(supervisor.process.pid, 9))
+    killer = threading.Timer(2.0, lambda: os.kill(supervisor.process.pid, 9))
     killer.start()
     try:
         result = apply_programs([sleeper] + quick, INPUTS, LS, check=False, workers=1, time_limit_s=20, progress=False)
