@@ -164,16 +164,16 @@ def test_in_sample_comment_says_so_when_crossfitting_is_off(planted):
 def test_bare_numbers_and_years_are_never_keywords():
     rng = np.random.default_rng(0)
     texts, y = [], []
-    for i in range(300):  # the number 2019 and 555 are perfectly tied to class 1 in the planted data
+    for i in range(300):  # the year 2019 and the number 55 are perfectly tied to class 1 in the planted data
         label = i % 2
         words = list(rng.choice(["alpha", "beta", "gamma", "delta", "omega"], 6))
-        words += ["2019", "555", "buyme"] if label else ["hello", "friend"]
+        words += ["2019", "55", "buyme"] if label else ["hello", "friend"]
         texts.append(" ".join(words))
         y.append(label)
     programs = synthesize_programs(TASK, texts[:60], y[:60], texts[60:], n_programs=10)
     keys = {k for p in programs for k in p.provenance["stats"]["keys"]}
     assert "buyme" in keys
-    assert not keys & {"2019", "555", "2019 555", "555 buyme"}
+    assert not keys & {"2019", "55", "2019 55", "55 buyme"}
 
 
 QUESTIONS = TaskSpec(name="q", description="What does the question ask for?", classes=["DESC", "ENTY", "LOC"])

@@ -288,11 +288,13 @@ def _mine_rules(X_l, Y_l, X_u, P_u, features: list[_Feature], junk: np.ndarray |
     return sorted(rules, key=lambda r: (-r.precision, r.feature))
 
 
-_JUNK = re.compile(r"(?:^|[ +])(?:\d+|(?:19|20)\d\ds?)(?:$|[ +])")
+_JUNK = re.compile(r"(?:^|[ +])(?:\d{1,2}|(?:19|20)\d\ds?)(?:$|[ +])")
 
 
 def _junk_mask(features: list[_Feature]) -> np.ndarray:
-    """Words that make poor keywords: bare numbers and years (they name single rows, not classes)."""
+    """Words that make poor keywords: years and one- or two-digit numbers (counts, dates, section
+    numbers: they name rows, not classes). Longer numbers stay (prices and short codes such as
+    ``150``/``1000`` are real spam evidence; measured on sms: dropping every number cost ~0.02 F1)."""
     return np.array([f.kind in ("word", "pair") and _JUNK.search(f.key) is not None for f in features], dtype=bool)
 
 
