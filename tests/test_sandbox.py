@@ -356,3 +356,25 @@ def test_a_forked_kernel_gets_its_own_supervisor():
     assert os.read(read, 1) == b"1"
     assert shared_supervisor().process.pid == parent_supervisor and shared_supervisor().alive()
     assert (apply_programs(PROGRAMS[:1], TEXTS, LS, progress=False).L[:, 0] == EXPECTED[:, 0]).all()
+
+
+def test_without_pyseccomp_the_level_drops_loudly_and_programs_still_run(monkeypatch):
+    import sys
+
+    from alchemist_magics.programs import isolation
+    from alchemist_magics.programs.sandbox import Sandbox
+
+    monkeypatch.setitem(sys.modules, "pyseccomp", None)  # import fails as if it were not installed
+    confinement = isolation.prepare()
+    try:
+        assert confinement.bpf is None and any("pyseccomp" in p for p in confinement.problems)
+        report = isolation.probe(confinement)
+        assert report["isolation"] == "audit-hook only" and not report["seccomp"]
+        assert "pyseccomp package is not installed" in isolation.describe(report)
+        sandbox = Sandbox(TEXTS, LS, 10.0, 512, confinement)
+        jobs = [(PROGRAMS[0], "kw"), (Program("import os\ndef f(x):\n    os.fork()\n"), "f")]
+        runs = dict(sandbox.run(jobs, 1))
+        assert runs[0].status == "ok" and (runs[0].codes == EXPECTED[:, 0]).all()
+        assert runs[1].status == "faulted" and "sandbox: os.fork is not allowed" in runs[1].message  # the hook still refuses
+    finally:
+        confinement.close()
