@@ -47,6 +47,8 @@ export interface IInsertResult {
   inserted: string[];
   replaced: number;
   kept: string[];
+  /** Programs not inserted because a cell elsewhere in the notebook already holds them. */
+  elsewhere: string[];
   /** The task's program cells after the insertion, in notebook order. */
   cells: IProgramCellInfo[];
 }
@@ -195,6 +197,18 @@ export function insertProgramCells(
   const stale = previous.filter(i => !kept.includes(i));
   const keptIds = kept.map(i => nb.cells[i].id);
   const keptNames = kept.map(i => programMetadata(nb, i)!.name);
+  // A program that already has a cell elsewhere (typed by the user, or a tutorial's edit) gets no
+  // second one: one cell per program, and that cell is what the kernel registers.
+  const previousIds = previous.map(i => nb.cells[i].id);
+  const elsewhere = programCells(nb).filter(
+    c =>
+      c.task === message.task &&
+      !previousIds.includes(c.cell_id) &&
+      message.programs.some(p => p.name === c.name)
+  );
+  const elsewhereNames = elsewhere.map(c => c.name);
+  keptIds.push(...elsewhere.map(c => c.cell_id));
+  keptNames.push(...elsewhereNames);
   const fresh = message.programs.filter(p => !keptNames.includes(p.name));
   nb.transact(() => {
     for (const i of stale.reverse()) {
@@ -205,6 +219,9 @@ export function insertProgramCells(
     const magicAt = () => nb.cells.findIndex(c => c.id === message.cell_id);
     let at = magicAt() + 1;
     for (const p of message.programs) {
+      if (elsewhereNames.includes(p.name)) {
+        continue; // its cell stays where the user put it
+      }
       const keptAt = keptNames.includes(p.name)
         ? nb.cells.findIndex(c => c.id === keptIds[keptNames.indexOf(p.name)])
         : -1;
@@ -236,7 +253,8 @@ export function insertProgramCells(
   return {
     inserted: fresh.map(p => p.name),
     replaced: stale.length,
-    kept: keptNames,
+    kept: keptNames.filter(n => !elsewhereNames.includes(n)),
+    elsewhere: elsewhereNames,
     cells: programCells(nb).filter(c => c.task === message.task)
   };
 }

@@ -429,10 +429,12 @@ class Alchemist(Magics):
                                     "the %%alchemist cell to insert them after (was it deleted?).")
                 return
             problems = self._reconcile(session, data.get("cells") or [], register_edited=True)
-            kept = data.get("kept") or []
+            kept, elsewhere = data.get("kept") or [], data.get("elsewhere") or []
             text = (f"{len(data.get('inserted') or [])} programs sent to JupyterLab as cells below this one "
                     f"(replaced {data.get('replaced', 0)} old cells"
                     + (f"; kept {len(kept)} edited: {', '.join(kept)}, registered with their edits" if kept else "")
+                    + (f"; {len(elsewhere)} already in another cell, which the kernel follows: "
+                       f"{', '.join(elsewhere)}" if elsewhere else "")
                     + "). Run a program cell to register an edit.")
             session.line.update(text + "".join(f" {p}" for p in problems))
         except Exception as e:  # a comm handler has nowhere to raise to: say it in the cell's line
