@@ -378,3 +378,17 @@ def test_without_pyseccomp_the_level_drops_loudly_and_programs_still_run(monkeyp
         assert runs[1].status == "faulted" and "sandbox: os.fork is not allowed" in runs[1].message  # the hook still refuses
     finally:
         confinement.close()
+
+
+def test_rows_travel_as_plain_values_never_pickled():
+    import math
+
+    Row = make_row_type(["n", "x", "flag", "when", "text"])
+    rows = [Row(np.int64(3), float("nan"), True, pd.Timestamp("2026-01-02"), "a\udcffb"), Row(4, None, False, None, "ok")]
+    program = ("import math\ndef f(r):\n    a = type(r.n) is int and r['n'] in (3, 4)\n"
+               "    b = r.x is None or (type(r.x) is float and math.isnan(r.x))\n"
+               "    c = type(r.flag) is bool and (r.when is None or r.when == '2026-01-02 00:00:00')\n"
+               "    return 1 if a and b and c and type(r.text) is str else 0\n")
+    result = apply_programs([program], rows, LS, progress=False)
+    assert result.runs[0].status == "ok" and result.L[:, 0].tolist() == [1, 1]
+    assert math.isnan(rows[0].x)  # the kernel's rows are untouched
