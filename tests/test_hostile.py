@@ -620,3 +620,30 @@ def test_the_smoke_test_path_holds_too(arena):
         assert not result.ok, name
     assert _kernel_state() == kernel
     assert smoke_test(GOOD["kw_check"], INPUTS[:6], LS).ok  # and the supervisor still serves
+
+
+def test_a_stopped_supervisor_is_replaced_not_waited_for(monkeypatch):
+    """The red team SIGSTOPped the supervisor and the kernel hung; now silence past the limit is a death."""
+    from alchemist_magics.programs import supervisor as sup
+
+    monkeypatch.setattr(sup, "SILENCE_LIMIT_S", 3.0)
+    supervisor = shared_supervisor()
+    supervisor.ensure_started()
+    procs = _processes()
+    outer = supervisor.process.pid
+    speaker = next((pid for pid, (ppid, _) in procs.items() if ppid == outer), outer)  # the pid-1 twin, if any
+    sleeper = "import time\ndef napper(x):\n    time.sleep(30)\n    return 1\n"
+    quick = [f"def quick{i}(x):\n    return {i % 2}\n" for i in range(3)]
+    stopper = threading.Timer(1.0, lambda: os.kill(speaker, 19))
+    stopper.start()
+    start = time.monotonic()
+    try:
+        result = apply_programs([sleeper] + quick, INPUTS, LS, check=False, workers=1, time_limit_s=25, progress=False)
+    finally:
+        stopper.cancel()
+    assert time.monotonic() - start < 20
+    assert result.runs[0].status == "crashed" and "supervisor" in result.runs[0].message
+    assert [r.status for r in result.runs[1:]] == ["ok"] * 3
+    time.sleep(0.2)
+    left = _processes()
+    assert outer not in left and speaker not in left, "the stopped supervisor was left behind"
