@@ -1,0 +1,42 @@
+"""With the alchemist extension disabled in JupyterLab, the magic is honest: it never says the
+programs were sent as cells, it says where they are (its output, --next-cell), and the kernel's
+program set is what that output lists."""
+import pytest
+
+from labsession import DATA, MAGIC, LabServer, Notebook, chromium, launch_browser
+
+if chromium() is None:
+    pytest.skip("no Chromium at /usr/bin/chromium: apt-get install -y chromium (scripts/setup.sh does it as root)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("jupyterlab")
+if not (DATA / "train.json").is_file():
+    pytest.skip(f"no WRENCH youtube data at {DATA}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def notebook(tmp_path_factory):
+    with LabServer(tmp_path_factory.mktemp("lab-noext"), n=3, disabled_extensions=("alchemist_magics",)) as server, \
+            sync_api.sync_playwright() as p:
+        browser = launch_browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            yield Notebook(page, server).open()
+        finally:
+            browser.close()
+
+
+def test_extension_disabled_the_magic_says_where_the_programs_are(notebook):
+    assert not notebook.page.evaluate("() => window.jupyterapp.hasPlugin('alchemist_magics:plugin')"
+                                      " && window.jupyterapp.isPluginActivated('alchemist_magics:plugin')")
+    notebook.run(0)
+    notebook.run(MAGIC, timeout_s=120)
+    notebook.page.wait_for_timeout(2000)  # an ack would have come by now
+    output = notebook.output(MAGIC)
+    assert "sent to JupyterLab as cells" not in output
+    assert "no answer from the alchemist extension yet (without it, copy them from here or re-run with --next-cell)" \
+        in output
+    assert len(notebook.cells()) == 2  # nothing was inserted
+    shown = [line.split()[2] for line in output.splitlines() if line.startswith("%%alchemist_program spam ")]
+    kernel = notebook.kernel_programs()
+    assert shown and [p["name"] for p in kernel] == shown
