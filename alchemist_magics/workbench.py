@@ -83,6 +83,7 @@ class Workbench:
         self.meter = meter if meter is not None else CostMeter()
         self.programs: list[Program] = []
         self.disabled: dict[str, Program] = {}  # set aside by disable(): kept, never run
+        self.time_limits: dict[str, float] = {}  # program name -> its own time limit (else the sandbox's)
         self.rejected: list[tuple[Program, str]] = []
         self.results: dict[str, ApplyResult] = {}
         self.stored: dict[str, np.ndarray] = {}
@@ -135,7 +136,8 @@ class Workbench:
         program = program if isinstance(program, Program) else Program(program)
         if smoke:
             sample = [self._inputs["train"][i] for i in self._smoke_rows]
-            verdict = smoke_test(program, sample, self.label_space, time_limit_s=min(10.0, self.sandbox["time_limit_s"]),
+            limit = self.time_limits.get(program.name, self.sandbox["time_limit_s"])
+            verdict = smoke_test(program, sample, self.label_space, time_limit_s=min(10.0, limit),
                                  memory_limit_mb=self.sandbox["memory_limit_mb"])
             if not verdict.ok:
                 self.rejected.append((program, "; ".join(verdict.reasons)))
@@ -264,18 +266,24 @@ class Workbench:
             raise ValueError("no programs yet: add some with .add(source) first")
         if engine not in ("local", "dask"):
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'dask'")
+        groups: dict[float, list[int]] = {}  # time limit -> program positions (one group unless set per program)
+        for j, program in enumerate(self.programs):
+            groups.setdefault(self.time_limits.get(program.name, self.sandbox["time_limit_s"]), []).append(j)
         for split, inputs in self._inputs.items():
-            common = dict(cache=self.cache, dataset_fingerprint=self.datasets[split].fingerprint if self.cache is not None else None,
-                          progress=progress, time_limit_s=self.sandbox["time_limit_s"],
-                          memory_limit_mb=self.sandbox["memory_limit_mb"])
-            if engine == "dask":
-                from .scale import apply_programs_dask  # dask is an optional extra
+            parts = []
+            for limit, positions in groups.items():
+                programs = [self.programs[j] for j in positions]
+                common = dict(cache=self.cache, dataset_fingerprint=self.datasets[split].fingerprint if self.cache is not None else None,
+                              progress=progress, time_limit_s=limit, memory_limit_mb=self.sandbox["memory_limit_mb"])
+                if engine == "dask":
+                    from .scale import apply_programs_dask  # dask is an optional extra
 
-                # one sandbox child per task: dask's workers already take the cores
-                self.results[split] = apply_programs_dask(self.programs, inputs, self.label_space, client, **common)
-            else:
-                self.results[split] = apply_programs(self.programs, inputs, self.label_space,
-                                                     workers=self.sandbox["workers"], **common)
+                    # one sandbox child per task: dask's workers already take the cores
+                    result = apply_programs_dask(programs, inputs, self.label_space, client, **common)
+                else:
+                    result = apply_programs(programs, inputs, self.label_space, workers=self.sandbox["workers"], **common)
+                parts.append((positions, result))
+            self.results[split] = parts[0][1] if len(parts) == 1 else _merge(parts, len(inputs), len(self.programs))
         return pd.DataFrame(self.results["train"].summary()).set_index("name")
 
     def use_stored_matrices(self) -> None:
@@ -588,6 +596,19 @@ class Workbench:
         if self.label_model is None:
             raise ValueError("no label model yet: call .fit() first")
         return self.label_model
+
+
+def _merge(parts, n_rows: int, n_programs: int) -> ApplyResult:
+    """One ApplyResult from the results of program groups run with different time limits."""
+    L = np.full((n_rows, n_programs), -1, dtype=np.int8)
+    runs = [None] * n_programs
+    for positions, result in parts:
+        L[:, positions] = result.L
+        for k, j in enumerate(positions):
+            runs[j] = result.runs[k]
+    ran = [r for _, r in parts if r.isolation != "not recorded"]
+    return ApplyResult(L, runs, isolation=ran[0].isolation if ran else "not recorded",
+                       layers=ran[0].layers if ran else {})
 
 
 def read_current(store) -> tuple[list[dict], dict]:

@@ -339,3 +339,47 @@ def test_stats_message_is_plain_json(ip, offline):
     assert message["cost"] == {"spent_usd": 0.0, "estimate_usd": None, "budget_usd": None, "zero_shot_usd": None,
                                "ratio": None, "requests": 2, "cache_hits": None}
     assert send_stats(ip, message) is False  # no kernel: nothing to send to
+
+
+HANG = "def hangs(text):\n    while True:\n        pass\n"
+
+
+def test_time_limit_per_program_cell(ip, offline, capsys):
+    """`--time-limit S` on the marker line is that program's limit (smoke test and apply)."""
+    import time
+
+    session = ip.user_ns["_alchemist"]
+    before = [p.name for p in session.programs]
+    start = time.monotonic()
+    result, out = run(ip, capsys, f"%%alchemist_program spam hangs --time-limit 1\n{HANG}")
+    assert time.monotonic() - start < 8  # not the 10 s smoke limit, nor the task's 60 s
+    assert isinstance(result.error_in_exec, AlchemistError) and out.startswith("AlchemistError: program hangs not registered")
+    assert out.count("\n") == 1 and [p.name for p in session.programs] == before
+    # the Workbench applies each program with its own limit; the others are unaffected
+    wb = session.workbench
+    wb.time_limits["hangs"] = 1.0
+    assert wb.add(HANG, smoke=False)
+    start = time.monotonic()
+    table = wb.apply(progress=False)
+    assert time.monotonic() - start < 15
+    assert table.loc["hangs", "status"] == "timeout" and (table.drop(index="hangs")["status"] == "ok").all()
+    assert list(table.index) == before + ["hangs"] and wb.matrix("train").shape[1] == len(before) + 1
+    wb.remove("hangs")
+    del wb.time_limits["hangs"]
+    run(ip, capsys, "%alchemist apply")
+
+
+def test_interrupting_a_hung_run_is_one_line(ip, offline, capsys):
+    import os
+    import signal
+    import threading
+
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        result, out = run(ip, capsys, f"%%alchemist_program spam hangs\n{HANG}")
+    finally:
+        timer.cancel()
+    assert isinstance(result.error_in_exec, AlchemistError), out
+    assert out.startswith("AlchemistError: interrupted") and out.count("\n") == 1
+    assert "hangs" not in [p.name for p in ip.user_ns["_alchemist"].programs]

@@ -186,17 +186,31 @@ def program_list(shell, task: str) -> list[dict]:
 
 
 def parse_marker(line: str) -> dict:
-    """``TASK [NAME] [--disabled]`` (the marker line without ``%%alchemist_program``)."""
+    """``TASK [NAME] [--disabled] [--time-limit S]`` (the marker line without ``%%alchemist_program``)."""
     p = _Parser(prog="%%alchemist_program", add_help=False)
     p.add_argument("task")
     p.add_argument("name", nargs="?")
     p.add_argument("--disabled", action="store_true")
+    p.add_argument("--time-limit", type=float, dest="time_limit")
     try:
         args = p.parse_args(shlex.split(line))
     except AlchemistError:
-        raise AlchemistError("write %%alchemist_program TASK [NAME] [--disabled] as the first line "
-                             "of a program cell") from None
+        raise AlchemistError("write %%alchemist_program TASK [NAME] [--disabled] [--time-limit S] as the "
+                             "first line of a program cell") from None
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise AlchemistError(f"--time-limit {args.time_limit}: give a positive number of seconds")
     return vars(args)
+
+
+def _set_time_limit(wb: Workbench, name: str | None, limit: float | None) -> bool:
+    """The program's own time limit from its marker line; True when it changed."""
+    if name is None or wb.time_limits.get(name) == limit:
+        return False
+    if limit is None:
+        wb.time_limits.pop(name, None)
+    else:
+        wb.time_limits[name] = limit
+    return True
 
 
 def _cell_parser() -> _Parser:
@@ -482,6 +496,7 @@ class Alchemist(Magics):
                     continue
                 name, old = options["name"] or c.get("name"), current.get(options["name"] or c.get("name"))
                 disabled = options["disabled"]
+                changed = _set_time_limit(wb, name, options["time_limit"]) or changed
                 if old is not None and old.source.rstrip() == body.rstrip():
                     if disabled != (name in wb.disabled):
                         (wb.disable if disabled else wb.enable)(name)
@@ -671,6 +686,7 @@ class Alchemist(Magics):
         name = options["name"]
         program = Program(cell, name=name, provenance={"source": "notebook cell",
                                                        "parent": old[name].id if name in old else None})
+        limit_changed = _set_time_limit(wb, program.name, options["time_limit"])
         if name in old and old[name].source == program.source:
             program = old[name]  # unchanged: keep its provenance
         elif not wb.add(program):
@@ -690,7 +706,9 @@ class Alchemist(Magics):
         if program.name not in session.order:
             session.order.append(program.name)
         self.refresh(session)
-        verb = "unchanged" if program is old.get(name) else "replaced" if program.name in old else "added"
+        verb = ("unchanged" if program is old.get(name) and not limit_changed else
+                "time limit changed for" if program is old.get(name) else
+                "replaced" if program.name in old else "added")
         if options["disabled"]:
             print(f"{verb} {program.name} ({program.id}), disabled: it does not run or vote "
                   f"(%alchemist enable {program.name} or take --disabled off its marker line)")
