@@ -63,3 +63,68 @@ def test_helpers_are_not_entries_and_allow_list_is_configurable():
     ]
     result = check_program(source, allowed_imports={"time"})
     assert result.ok and result.entry == "entry"
+
+
+# -- undefined names and regexes that cannot compile (they fault on every row) ---------------------------
+@pytest.mark.parametrize("source, reason", [
+    ("def f(text):\n    return 1 if any(c in string.ascii_letters for c in text) else -1\n",
+     "line 2: name 'string' is not defined (missing 'import string'?)"),
+    ("def f(text):\n    return 1 if re.search('x', text) else -1\n", "name 're' is not defined"),
+    ("def f(text):\n    return 1 if text in SPAM_WORDS else -1\n", "line 2: name 'SPAM_WORDS' is not defined"),
+    ("def f(text):\n    return helper(text)\n", "name 'helper' is not defined"),
+])
+def test_undefined_names_are_caught(source, reason):
+    result = check_program(source)
+    assert not result.ok and any(reason in r for r in result.reasons), result.reasons
+
+
+def test_names_bound_anywhere_are_not_flagged():
+    source = '''
+import re as regex
+from collections import Counter
+LIMIT = 3
+
+def f(text, *rest, **kw):
+    words = [w for w in text.split() if (n := len(w)) > 1]
+    try:
+        total = sum(Counter(words).values())
+    except ValueError as err:
+        total = len(str(err))
+    for i, ch in enumerate(text):
+        last = ch
+    with_lambda = (lambda y: y + 1)(LIMIT)
+    match text:
+        case "a" | "b" as letter:
+            pass
+        case {"k": v, **others}:
+            pass
+    return 1 if regex.search("x", text) and total > with_lambda else -1
+'''
+    result = check_program(source)
+    assert result.ok, result.reasons
+
+
+@pytest.mark.parametrize("source", [
+    "import re\ndef f(text):\n    return 1 if re.search(r'win (big', text) else -1\n",
+    "import re\nP = re.compile('[a-z')\ndef f(text):\n    return 1 if P.search(text) else -1\n",
+    "import re\nEX = ['Check out my channel :)', 'win $$$']\nP = re.compile('|'.join(EX))\n"
+    "def f(text):\n    return 1 if P.search(text) else -1\n",
+    "from re import findall\ndef f(text):\n    return 1 if findall('a{2,1}', text) else -1\n",
+    "import re\ndef f(text):\n    return 1 if re.search('(' + 'x', text, re.I) else -1\n",
+])
+def test_literal_regexes_that_do_not_compile_are_caught(source):
+    result = check_program(source)
+    assert not result.ok and any("does not compile" in r for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("source", [
+    "import re\ndef f(text):\n    return 1 if re.search(r'win (big)?', text) else -1\n",
+    "import re\nEX = ['Check out', 'win']\nP = re.compile('|'.join(re.escape(e) for e in EX))\n"
+    "def f(text):\n    return 1 if P.search(text) else -1\n",
+    "import re\nP = re.compile('|'.join([re.escape(':)'), 'x']))\ndef f(text):\n    return 1 if P.search(text) else -1\n",
+    "import re\nP = re.compile(' a # comment (', re.X)\ndef f(text):\n    return 1 if P.search(text) else -1\n",
+    "import re\ndef f(text):\n    p = text[:3]\n    return 1 if re.search(p, 'abc') else -1\n",  # dynamic: left to run time
+])
+def test_valid_or_dynamic_regexes_pass(source):
+    result = check_program(source)
+    assert result.ok, result.reasons

@@ -154,6 +154,8 @@ def check_program(source: str, allowed_imports: frozenset[str] | set[str] | None
             reason = f"changing {node.value.id}.{node.attr} (monkeypatching an imported name) is not allowed"
         if reason:
             reasons.append(f"line {getattr(node, 'lineno', '?')}: {reason}")
+    # Faults that would hit every row, found before any sandbox time (helpers at the end of this file).
+    reasons += undefined_name_reasons(tree) + literal_regex_reasons(tree)
     entry, why = find_entry(source)
     if entry is None:
         reasons.append(why)
@@ -200,3 +202,143 @@ def _node_reason(node: ast.AST, allowed: frozenset[str]) -> str | None:
         if isinstance(name, str) and _is_dunder(name):
             return f"dunder name {name!r} is not allowed"
     return None
+
+
+# -- names used but never defined; regular expressions that cannot compile ----------------------------
+_BUILTIN_NAMES = frozenset(dir(__import__("builtins")))
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Every name the program binds anywhere (assignments, parameters, imports, defs, except/with
+    targets, comprehension and match captures). Scope-insensitive on purpose: it never flags a
+    name that is defined somewhere, so it cannot refuse a working program."""
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+    return bound
+
+
+def undefined_name_reasons(tree: ast.AST) -> list[str]:
+    """``line N: name 'string' is not defined`` for each name read but bound nowhere and not a
+    builtin (typically a module used without its import: it would fault on every row)."""
+    bound = _bound_names(tree) | _BUILTIN_NAMES
+    first: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+            first[node.id] = min(first.get(node.id, node.lineno), node.lineno)
+    return [f"line {line}: name {name!r} is not defined" + (f" (missing 'import {name}'?)" if name in DEFAULT_ALLOWED_IMPORTS else "")
+            for name, line in sorted(first.items(), key=lambda item: item[1])]
+
+
+_RE_FUNCTIONS = {"compile": 1, "search": 2, "match": 2, "fullmatch": 2, "findall": 2, "finditer": 2,
+                 "split": 3, "sub": 4, "subn": 4}  # name -> position of ``flags``
+_UNKNOWN = object()
+
+
+def _module_constants(tree: ast.Module) -> dict[str, ast.AST]:
+    """Module-level names assigned exactly once (``NAME = <expr>``), for following literal patterns."""
+    counts: dict[str, int] = {}
+    values: dict[str, ast.AST] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            counts[node.id] = counts.get(node.id, 0) + 1
+    for node in getattr(tree, "body", []):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = node.value
+    return {k: v for k, v in values.items() if counts.get(k) == 1}
+
+
+def _static_value(node: ast.AST, constants: dict[str, ast.AST], re_names: set[str], depth: int = 0):
+    """The value of a pattern expression when it is built from literals only, else ``_UNKNOWN``."""
+    if depth > 20:
+        return _UNKNOWN
+    again = lambda n: _static_value(n, constants, re_names, depth + 1)  # noqa: E731
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes, int)):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return again(constants[node.id])
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [again(e) for e in node.elts]
+        return _UNKNOWN if any(i is _UNKNOWN for i in items) else items
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.BitOr)):
+        left, right = again(node.left), again(node.right)
+        if left is _UNKNOWN or right is _UNKNOWN:
+            return _UNKNOWN
+        try:
+            return left + right if isinstance(node.op, ast.Add) else left | right
+        except TypeError:
+            return _UNKNOWN
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in re_names:
+        flag = getattr(re, node.attr, None)
+        return int(flag) if isinstance(flag, re.RegexFlag) else _UNKNOWN
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and len(node.args) == 1 and not node.keywords:
+        target = node.func.value
+        if node.func.attr == "join":
+            sep, items = again(target), again(node.args[0])
+            if isinstance(sep, str) and isinstance(items, list) and all(isinstance(i, str) for i in items):
+                return sep.join(items)
+        if node.func.attr == "escape" and isinstance(target, ast.Name) and target.id in re_names:
+            value = again(node.args[0])
+            return re.escape(value) if isinstance(value, (str, bytes)) else _UNKNOWN
+    return _UNKNOWN
+
+
+def literal_regex_reasons(tree: ast.AST) -> list[str]:
+    """``line N: regular expression ... does not compile: ...`` for each ``re`` call whose pattern
+    is built from literals only (strings, constants, ``'|'.join([...])``, ``re.escape``) and
+    cannot compile: it would fault on every row."""
+    re_names = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names if a.name == "re"}
+    direct = {a.asname or a.name: a.name for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module == "re" for a in n.names if a.name in _RE_FUNCTIONS}
+    if not re_names and not direct:
+        return []
+    constants = _module_constants(tree)
+    reasons = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in re_names \
+                and func.attr in _RE_FUNCTIONS:
+            name = func.attr
+        elif isinstance(func, ast.Name) and func.id in direct:
+            name = direct[func.id]
+        else:
+            continue
+        keywords = {k.arg: k.value for k in node.keywords if k.arg}
+        pattern_node = node.args[0] if node.args else keywords.get("pattern")
+        if pattern_node is None:
+            continue
+        pattern = _static_value(pattern_node, constants, re_names)
+        if not isinstance(pattern, (str, bytes)):
+            continue
+        flags_pos = _RE_FUNCTIONS[name]
+        flags_node = node.args[flags_pos] if len(node.args) > flags_pos else keywords.get("flags")
+        flags = 0 if flags_node is None else _static_value(flags_node, constants, re_names)
+        tries = [flags] if isinstance(flags, int) else [0, re.VERBOSE]
+        errors = []
+        for f in tries:
+            try:
+                re.compile(pattern, f)
+                break
+            except (re.error, ValueError, TypeError, OverflowError, RecursionError) as exc:
+                errors.append(exc)
+        else:
+            shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+            reasons.append(f"line {node.lineno}: regular expression {shown!r} does not compile: {errors[0]}")
+    return reasons
+
