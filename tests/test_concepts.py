@@ -80,9 +80,24 @@ def test_concept_programs_run_in_the_sandbox_and_state_crossfitted_accuracy():
     L = apply_programs(res.programs, data.inputs(), LabelSpace(TASK.classes), progress=False).L
     nearest = L[:, j]
     assert (nearest >= 0).all() and (nearest == y_test).mean() > 0.85
-    # the numpy rule and the sandboxed program agree on every row
-    assert (L[:, j] == res.concepts.scores(test)[[c for c in data.input_columns if c.startswith("proto_")]]
-            .to_numpy().argmax(axis=1)).all()
+    # the sandboxed program is exactly its SCORES table: argmax of score + offset
+    namespace = {}
+    exec(res.programs[j].source, namespace)  # our own generated source, read back for the check
+    table = namespace["SCORES"]
+    scores = res.concepts.scores(test)
+    expected = np.array([table[c][0] for c in table])[
+        (scores[list(table)].to_numpy() + np.array([table[c][1] for c in table])).argmax(axis=1)]
+    assert (L[:, j] == expected).all()
+
+
+def test_prior_offsets_give_each_class_its_labeled_share():
+    from alchemist_magics.synth.concepts import prior_offsets
+
+    rng = np.random.default_rng(0)
+    S = rng.normal(size=(2000, 2)) * 0.05 + np.array([0.30, 0.32])  # column 1 wins ~60% of rows unadjusted
+    offsets = prior_offsets(S, np.array([0, 1]), np.array([0.87, 0.13]))
+    share = np.bincount((S + offsets).argmax(axis=1), minlength=2) / len(S)
+    assert abs(share[1] - 0.13) < 0.03 and offsets[1] < offsets[0]
 
 
 def test_a_class_without_labeled_rows_gets_a_note_not_a_profile():

@@ -46,6 +46,7 @@ FOLDS = 5
 REFINE_ROUNDS = (0, 2)  # candidate rounds of profile refinement on the unlabeled rows (chosen by cross-fit)
 UNLABELED_SHARE = 0.5  # in a refined profile the unlabeled rows weigh this much against the labeled ones
 PHRASES_PER_CLASS = 3
+PRIOR_ROUNDS = 60  # iterations of the prior-matching offsets of the nearest-class programs
 CONFIDENCE_Z = 1.645  # one-sided 95% for the "above the prior" checks
 MAX_POOL = 20000  # larger unlabeled pools are subsampled (with the seed)
 _STOP = None
@@ -240,14 +241,18 @@ class _Rule:
     kind: str  # "nearest_profile", "nearest_name", "profile_margin"
     label: int  # the class voted (-1: multi-class)
     margin: float = 0.0
+    offsets: np.ndarray | None = None  # nearest rules: added to each column's score (prior matching)
+
+    def columns(self, concepts: list[dict]) -> list[int]:
+        kind = "profile" if self.kind in ("nearest_profile", "profile_margin") else "name"
+        return [i for i, c in enumerate(concepts) if c["kind"] == kind]
 
     def votes(self, S: np.ndarray, concepts: list[dict]) -> np.ndarray:
-        kind = "profile" if self.kind in ("nearest_profile", "profile_margin") else "name"
-        cols = [i for i, c in enumerate(concepts) if c["kind"] == kind]
+        cols = self.columns(concepts)
         classes = np.array([concepts[i]["class"] for i in cols])
         block = S[:, cols]
         if self.kind != "profile_margin":
-            return classes[block.argmax(axis=1)]
+            return classes[(block + (0 if self.offsets is None else self.offsets)).argmax(axis=1)]
         mine = np.flatnonzero(classes == self.label)
         if not len(mine) or len(cols) < 2:
             return np.full(len(S), -1)
@@ -256,8 +261,30 @@ class _Rule:
         return np.where(own - other > self.margin, self.label, -1)
 
 
-def _rules(S_l: np.ndarray, y: np.ndarray, concepts: list[dict], k: int) -> list[_Rule]:
+def prior_offsets(S: np.ndarray, classes: np.ndarray, prior: np.ndarray, rounds: int = PRIOR_ROUNDS) -> np.ndarray:
+    """Per-column offsets so that ``argmax(S + offsets)`` gives each class about its ``prior`` share
+    of the rows of ``S`` (the unlabeled pool): a nearest-profile vote otherwise hands a rare class
+    every row that is a little closer to its profile (sms: spam is 13% of the labeled rows)."""
+    target = prior[classes] / max(prior[classes].sum(), 1e-12)
+    offsets = np.zeros(S.shape[1])
+    if len(S) == 0 or S.shape[1] < 2:
+        return offsets
+    step = float(np.std(S)) or 1e-3
+    for _ in range(rounds):
+        share = np.bincount((S + offsets).argmax(axis=1), minlength=S.shape[1]) / len(S)
+        offsets += step * (target - share)
+        offsets -= offsets.mean()
+        step *= 0.93
+    return offsets
+
+
+def _rules(S_l: np.ndarray, y: np.ndarray, concepts: list[dict], k: int, S_u: np.ndarray | None = None) -> list[_Rule]:
     rules = [_Rule("nearest_profile", -1), _Rule("nearest_name", -1)]
+    if S_u is not None and len(S_u):
+        prior = np.bincount(y, minlength=k) / len(y)
+        for rule in rules:
+            cols = rule.columns(concepts)
+            rule.offsets = prior_offsets(S_u[:, cols], np.array([concepts[i]["class"] for i in cols]), prior)
     prof = [i for i, c in enumerate(concepts) if c["kind"] == "profile"]
     classes = np.array([concepts[i]["class"] for i in prof])
     for j, c in enumerate(classes):
@@ -344,7 +371,7 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
             con = _build(task, [texts_l[i] for i in fit], E_l[fit], y[fit], E_u, encoder, rounds, fold_phr,
                          phrase_vectors)
             S_fit, S_part = E_l[fit] @ con.vectors.T, E_l[part] @ con.vectors.T
-            rules = _rules(S_fit, y[fit], con.concepts, k)
+            rules = _rules(S_fit, y[fit], con.concepts, k, None if E_u is None else E_u @ con.vectors.T)
             if votes is None:
                 votes = {}
             for rule in rules:
@@ -360,7 +387,7 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
     votes = heldout[rounds]
     concepts = _build(task, texts_l, E_l, y, E_u, encoder, rounds, phrases, phrase_vectors)
     S_l = E_l @ concepts.vectors.T
-    rules = _rules(S_l, y, concepts.concepts, k)
+    rules = _rules(S_l, y, concepts.concepts, k, None if E_u is None else E_u @ concepts.vectors.T)
     prior = np.bincount(y, minlength=k) / len(y)
     notes, programs, columns = [], [], []
     for rule in rules:
@@ -406,16 +433,19 @@ def _write(task: TaskSpec, rule: _Rule, concepts: TextConcepts, stats: dict, see
     if rule.kind in ("nearest_profile", "nearest_name"):
         kind = "profile" if rule.kind == "nearest_profile" else "name"
         pairs = [(c["column"], c["class"]) for c in concepts.concepts if c["kind"] == kind]
-        listing = "\n".join(f"    {col!r}: {cls},  # {task.classes[cls]}" for col, cls in pairs)
+        offsets = np.zeros(len(pairs)) if rule.offsets is None else rule.offsets
+        listing = "\n".join(f"    {col!r}: ({cls}, {off:+.4f}),  # {task.classes[cls]}"
+                            for (col, cls), off in zip(pairs, offsets))
         what = ("profile (mean embedding of its labeled rows)" if kind == "profile" else "class name")
         fname = identifier(f"{task.name}_nearest_{kind}")
         return (
-            f"{header}# Score columns (cosine similarity of the row's sentence embedding) -> the class they stand for.\n"
+            f"{header}# Score column (cosine similarity of the row's sentence embedding) -> (class, offset). The offsets\n"
+            f"# make each class win on about its share of the labeled rows among the unlabeled rows.\n"
             f"SCORES = {{\n{listing}\n}}\n\n\n"
             f"def {fname}(x):\n"
-            f'    """Vote the class whose {what} is most similar to the text."""\n'
-            f"    best = max(SCORES, key=lambda column: x[column])\n"
-            f"    return SCORES[best]\n"
+            f'    """Vote the class whose {what} is most similar to the text (plus its offset)."""\n'
+            f"    best = max(SCORES, key=lambda column: x[column] + SCORES[column][1])\n"
+            f"    return SCORES[best][0]\n"
         )
     col = next(c["column"] for c in concepts.concepts if c["kind"] == "profile" and c["class"] == rule.label)
     others = [c["column"] for c in concepts.concepts if c["kind"] == "profile" and c["class"] != rule.label]
