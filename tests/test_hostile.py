@@ -417,13 +417,17 @@ def test_static_check_rejects_with_reasons(tmp_path):
 def _run(arena, check):
     values, tmp = arena["values"], arena["tmp"]
     corpus = _corpus()
-    mixed = []
+    mixed, hostile_cols, good_cols = [], {}, []
     goods = list(GOOD.values())
     for i, (name, source, _, _) in enumerate(corpus):
-        mixed += [Program(_render(source, values), name=name), goods[i % len(goods)]]
+        hostile_cols[name] = len(mixed)
+        mixed.append(Program(_render(source, values), name=name))
+        if i % 2:  # a good program after every other hostile one, running beside them
+            good_cols.append((len(mixed), i % len(goods)))
+            mixed.append(goods[i % len(goods)])
     store = ProgramStore("red", tmp / "store")
-    for program in mixed[::2]:
-        store.save(program)
+    for name in hostile_cols:
+        store.save(mixed[hostile_cols[name]])
     original = (builtins.len, builtins.type, re.search, re.compile)
     kernel = _kernel_state()
     before, outside = _snapshot(tmp), _outside()
@@ -433,7 +437,7 @@ def _run(arena, check):
                                 cache=OutputCache(tmp / "cache"))
     supervisor = shared_supervisor()
     return result, {"kernel": kernel, "before": before, "outside": outside, "original": original,
-                    "supervisor": supervisor.process.pid, "corpus": corpus}
+                    "supervisor": supervisor.process.pid, "corpus": corpus, "hostile": hostile_cols, "good": good_cols}
 
 
 def _assert_contained(arena, result, state, clean_good):
@@ -456,17 +460,18 @@ def _assert_contained(arena, result, state, clean_good):
     with pytest.raises(BlockingIOError):
         arena["listener"].accept()
     # good programs: exactly the clean run's columns
-    for i in range(len(corpus)):
-        assert (result.L[:, 2 * i + 1] == clean_good[:, i % len(GOOD)]).all(), corpus[i][0]
+    assert len(state["good"]) >= 80
+    for col, g in state["good"]:
+        assert (result.L[:, col] == clean_good[:, g]).all(), result.runs[col - 1].program.name
     # attacks: none worked, none leaked what it read
-    runs = {name: result.runs[2 * i] for i, (name, *_) in enumerate(corpus)}
+    runs = {name: result.runs[col] for name, col in state["hostile"].items()}
     for name, _, group, _ in corpus:
         run = runs[name]
         assert run.message and "\n" not in run.message and all(c.isprintable() for c in run.message), name
         assert len(run.message) <= 1000, name
         assert "LEAKED" not in run.message, (name, run.message)
         if group == "attack":
-            assert not (result.L[:, 2 * corpus.index(next(c for c in corpus if c[0] == name))] == 1).any(), (name, run.status, run.message)
+            assert not (result.L[:, state["hostile"][name]] == 1).any(), (name, run.status, run.message)
     # the secret: nowhere in results, caches or the program store
     blob = repr(result.summary()) + repr([r.runtime_s for r in result.runs]) + result.L.tobytes().hex()
     assert SECRET not in blob
