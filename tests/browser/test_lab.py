@@ -79,7 +79,8 @@ def test_program_cells_panel_sidebar_edit_and_rerun(notebook):
     assert panel.locator("table.alchemist-matrix tr").count() == 1 + sent
     assert [panel.locator("table.alchemist-matrix tr").nth(i + 1).locator("td").first.inner_text()
             for i in range(sent)] == names
-    assert re.search(r"Cost\. Spent \$0\.0000 so far.* zero-shot with the LLM would cost \$\d", panel.inner_text())
+    # the cost meter's wording is the panel's (issue 18): only its substance is checked here
+    assert re.search(r"(?is)cost.*spent.*zero-shot.*\$\d+\.\d{4}", panel.inner_text())
 
     rows = sidebar_rows(notebook)
     assert list(rows) == names
