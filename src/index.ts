@@ -6,7 +6,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { Notification } from '@jupyterlab/apputils';
+import { Notification, ToolbarButton } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { JSONObject } from '@lumino/coreutils';
@@ -18,7 +18,7 @@ import {
   removeProgramCells,
   setMarkerLine
 } from './cells';
-import { AlchemistSidebar } from './sidebar';
+import { AlchemistSidebar, alchemistIcon } from './sidebar';
 import { ITaskStats, writeStats } from './stats';
 
 /** The comm target of alchemist_magics/ui/comm.py. */
@@ -154,8 +154,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
       watchKernel(panel);
       watchCells(panel);
     });
-    app.shell.add(new AlchemistSidebar(tracker, app.shell), 'right', {
-      rank: 900
+    const sidebar = new AlchemistSidebar(tracker, app.shell);
+    app.shell.add(sidebar, 'right', { rank: 900 });
+    // A toolbar icon on every notebook opens the sidebar: Notebook 7 shows no side-panel tabs.
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (panel: NotebookPanel) => {
+        const button = new ToolbarButton({
+          icon: alchemistIcon,
+          className: 'jp-alchemist-toolbar-button',
+          tooltip: 'Show the alchemist programs',
+          onClick: () => app.shell.activateById(sidebar.id)
+        });
+        panel.toolbar.insertItem(10, 'alchemist-programs', button);
+        return button;
+      }
     });
   }
 };

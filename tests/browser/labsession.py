@@ -71,9 +71,11 @@ class LabServer:
         n: programs the notebook's %%alchemist cell asks for.
     """
 
-    def __init__(self, folder: Path, n: int = 5, data: Path = DATA, disabled_extensions: tuple[str, ...] = ()):
+    def __init__(self, folder: Path, n: int = 5, data: Path = DATA, disabled_extensions: tuple[str, ...] = (),
+                 app: str = "lab"):
         self.folder, self.port, self.token = Path(folder), _free_port(), secrets.token_hex(16)
         self.disabled_extensions = disabled_extensions
+        self.app = app  # "lab" (JupyterLab) or "notebook" (Notebook 7)
         self.process: subprocess.Popen | None = None
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / NOTEBOOK).write_text(json.dumps(notebook_json(data, n)))
@@ -85,6 +87,8 @@ class LabServer:
     @property
     def url(self) -> str:
         """The notebook's page, token included."""
+        if self.app == "notebook":
+            return f"http://127.0.0.1:{self.port}/notebooks/{NOTEBOOK}?token={self.token}"
         return f"http://127.0.0.1:{self.port}/lab/tree/{NOTEBOOK}?token={self.token}"
 
     def __enter__(self) -> "LabServer":
@@ -96,8 +100,10 @@ class LabServer:
             (config / "labconfig" / "page_config.json").write_text(json.dumps(
                 {"disabledExtensions": {name: True for name in self.disabled_extensions}}))
             env["JUPYTER_CONFIG_DIR"] = str(config)
-        command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-                   f"--ServerApp.token={self.token}", "--LabApp.expose_app_in_browser=True", "--allow-root",
+        expose = "--JupyterNotebookApp.expose_app_in_browser=True" if self.app == "notebook" else \
+            "--LabApp.expose_app_in_browser=True"
+        command = [sys.executable, "-m", "notebook" if self.app == "notebook" else "jupyterlab", "--no-browser",
+                   "--ip=127.0.0.1", f"--port={self.port}", f"--ServerApp.token={self.token}", expose, "--allow-root",
                    f"--ServerApp.root_dir={self.folder}"]
         self.log = open(self.folder / "jupyter.log", "wb")
         self.process = subprocess.Popen(command, cwd=self.folder, env=env, stdout=self.log,
