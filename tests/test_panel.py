@@ -33,7 +33,7 @@ def cells(html_text: str) -> list[tuple[str, str]]:
 
 def test_matrix_names_polarity_and_marks_cells_by_class():
     html_text = matrix_html(ANALYSIS, ["HAM", "SPAM"])
-    assert 'class="alc-table alchemist-matrix"' in html_text and "style=" not in html_text
+    assert 'class="alc-table alc-matrix alchemist-matrix"' in html_text and "style=" not in html_text
     row = cells(html_text)[:13]
     assert row[0] == ("alc-name", "spam_if_free") and row[1] == ("alc-j", "0")  # j is its own cell
     assert row[2] == ("alc-pol alc-pol-1", "SPAM") and row[3] == ("alc-status alc-good", "ok")  # status early
@@ -127,13 +127,16 @@ def test_every_update_resends_the_static_snapshot_in_a_real_kernel(tmp_path):
               "panel.update(analysis=table, status='1 programs; label model majority')")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(update)])
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = nb.cells[0].outputs
-    assert len(outputs) == 1 and outputs[0].output_type == "display_data"
-    data = outputs[0].data
+    widget, snapshot = nb.cells[0].outputs  # the live widget, then the snapshot
+    assert widget.output_type == snapshot.output_type == "display_data"
+    assert "application/vnd.jupyter.widget-view+json" in widget.data and "text/html" not in widget.data
+    assert widget.data["text/plain"] == "Panel(task='spam') (live widget)"
+    data = snapshot.data
     assert data["text/plain"] == "Panel(task='spam', programs=1, label_model=None, status='1 programs; label model majority')"
-    assert "spam_if_free" in data["text/html"].replace("<wbr>", "") and "writing 4 programs" not in data["text/html"]
-    assert "application/vnd.jupyter.widget-view+json" in data
-    assert outputs[0].metadata.get("transient", {}) == {} and nb.cells[1].outputs == []
+    html_text = data["text/html"].replace("<wbr>", "")
+    assert "spam_if_free" in html_text and "writing 4 programs" not in html_text and 'class="alc-panel alc-snapshot mathjax_ignore' in html_text
+    assert "alchemist-matrix" not in html_text  # the live widget's matrix alone is the one tests look for
+    assert nb.cells[1].outputs == []
 
 
 def test_the_extension_carries_the_same_panel_rules():
@@ -142,3 +145,5 @@ def test_the_extension_carries_the_same_panel_rules():
     copy = (repo / "style" / "panel.css").read_text().split("\n", 1)[1]
     assert copy == panel_module.CSS
     assert "panel.css" in (repo / "style" / "index.js").read_text()
+    # the two outputs of one panel: the snapshot hides beside a live widget, a dead widget beside a snapshot
+    assert ".jp-OutputArea:has(.alc-widget) .jp-OutputArea-child:has(.alc-snapshot)" in copy

@@ -89,7 +89,7 @@ def _table(head: list[tuple[str, str]], rows: list[list[tuple[str, str]]], row_c
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
-def matrix_html(table: pd.DataFrame, classes: list[str] | None = None) -> str:
+def matrix_html(table: pd.DataFrame, classes: list[str] | None = None, css: str | None = None) -> str:
     """The analysis table as HTML: one row per program, polarity as class names, a class per cell."""
     columns = [c for c in table.columns if not (c == "Problem" and not table[c].astype(bool).any())]
     if "Status" in columns and "Polarity" in columns:  # the status early: it is what people look for first
@@ -106,7 +106,7 @@ def matrix_html(table: pd.DataFrame, classes: list[str] | None = None) -> str:
             else:
                 cells.append((_fmt(value), " ".join(filter(None, [_column_class(column), cell_class(column, value)]))))
         rows.append(cells)
-    return _table(head, rows, css="alc-table alchemist-matrix")
+    return _table(head, rows, css=css or "alc-table alc-matrix alchemist-matrix")
 
 
 def _column_class(column: str) -> str:
@@ -163,7 +163,9 @@ def cost_sentence(cost: dict) -> str:
     if _is_number(estimate):
         parts.append(f"Writing the programs with the LLM: about {_money(estimate)} (estimate).")
     budget = cost.get("budget_usd")
-    parts.append(f"Budget {_money(budget)}." if _is_number(budget) else "No budget set.")
+    left = cost.get("budget_left_usd")
+    parts.append(f"Budget {_money(budget)}" + (f", {_money(left)} left." if _is_number(left) else ".")
+                 if _is_number(budget) else "No budget set.")
     return " ".join(parts)
 
 
@@ -179,7 +181,7 @@ class CostReport(dict):
         return "Cost: " + cost_sentence(self)
 
     def _repr_html_(self) -> str:
-        return f'<div class="alc-panel">{STYLE}{cost_html(self)}</div>'
+        return f'<div class="alc-panel mathjax_ignore tex2jax_ignore">{STYLE}{cost_html(self)}</div>'
 
 
 def examples_html(frame: pd.DataFrame, limit: int = 10) -> str:
@@ -262,7 +264,7 @@ class Panel:
         return f"sorted by {HEADERS.get(self.sort_by, self.sort_by)}, {'highest' if self.descending else 'lowest'} first"
 
     # -- rendering ------------------------------------------------------------------------------
-    def _body_html(self) -> str:
+    def _body_html(self, snapshot: bool = False) -> str:
         parts = [f'<h4 class="alc-title">alchemist: {html.escape(self.task)}</h4>']
         table = self.sorted_analysis()
         if table is not None:
@@ -270,7 +272,8 @@ class Panel:
             parts.append(f'<p class="alc-caption">{n} program{"s" if n != 1 else ""}, '
                          f"{html.escape(self.sort_text())}. Coverage, overlaps and conflicts are shares of the "
                          "train rows; correct, incorrect and accuracy are counted on the labeled dev rows.</p>")
-            parts.append(matrix_html(table, self.classes))
+            # the live matrix alone carries "alchemist-matrix" (what scripts and tests look for)
+            parts.append(matrix_html(table, self.classes, css="alc-table alc-matrix" if snapshot else None))
         if self.scores is not None:
             parts.append(f'<p class="alc-caption"><b>Label model</b> on dev: <code>{html.escape(str(self.chosen))}'
                          "</code> chosen; majority vote beside it.</p>" + scores_html(self.scores, self.chosen))
@@ -279,15 +282,20 @@ class Panel:
         return "".join(parts)
 
     def _repr_html_(self) -> str:
-        return (f'<div class="alc-panel" data-jupyter-id="{self.display_id}">{STYLE}{self._body_html()}'
+        """The static snapshot: the same content as the widget, as plain HTML with its style."""
+        return (f'<div class="alc-panel alc-snapshot mathjax_ignore tex2jax_ignore">{STYLE}{self._body_html(snapshot=True)}'
                 f'<p class="alc-status-line">{html.escape(self.status)}</p></div>')
 
     def __repr__(self) -> str:
         programs = 0 if self.analysis is None else len(self.analysis)
         return f"Panel(task={self.task!r}, programs={programs}, label_model={self.chosen!r}, status={self.status!r})"
 
+    def snapshot(self) -> dict:
+        """The static form as a mime bundle (``text/html`` and ``text/plain``)."""
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
+
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = {"text/plain": repr(self), "text/html": self._repr_html_()}
+        bundle = self.snapshot()
         try:
             view = self.widget()._repr_mimebundle_()
         except ImportError:  # no ipywidgets: the HTML is the panel
@@ -296,14 +304,24 @@ class Panel:
         return bundle
 
     def _ipython_display_(self) -> None:
-        """``display(panel)``: the widget and its static form, under this panel's display id."""
+        """``display(panel)``: two outputs, the live widget and then the static snapshot under this
+        panel's display id (the one :meth:`update` re-sends). Where the widget renders, the
+        snapshot is hidden by CSS (``panel.css``); where it cannot (no kernel, no widget manager,
+        nbconvert offline), the widget's output is hidden and the snapshot shows."""
         from IPython.display import display
 
-        display(self._repr_mimebundle_(), raw=True, display_id=self.display_id)
+        try:
+            view = self.widget()._repr_mimebundle_()
+        except ImportError:  # no ipywidgets: the snapshot is the panel
+            view = None
+        if view:
+            display({**{k: v for k, v in view.items() if k != "text/plain"},
+                     "text/plain": f"Panel(task={self.task!r}) (live widget)"}, raw=True)
+        display(self.snapshot(), raw=True, display_id=self.display_id)
         self.displayed = True
 
     def _publish(self) -> None:
-        """Re-send every display of this panel with the current static form (a kernel only)."""
+        """Re-send every snapshot of this panel with the current state (in a kernel only)."""
         if not self.displayed:
             return
         try:
@@ -314,7 +332,7 @@ class Panel:
         shell = get_ipython()
         if shell is None or getattr(shell, "kernel", None) is None:
             return  # a terminal would print the update again
-        update_display(self._repr_mimebundle_(), raw=True, display_id=self.display_id)
+        update_display(self.snapshot(), raw=True, display_id=self.display_id)
 
     def widget(self):
         """The ipywidgets view (made once; every later :meth:`update` redraws it in place)."""
@@ -382,7 +400,7 @@ class Panel:
         try:
             frame = self.workbench.examples(name, kind)
         except (ValueError, KeyError) as e:
-            return f'<div class="alc-panel"><p class="alc-caption">{html.escape(str(e))}</p></div>'
+            return f'<div class="alc-panel mathjax_ignore tex2jax_ignore"><p class="alc-caption">{html.escape(str(e))}</p></div>'
         split = frame.attrs.get("split", "")
         head = (f'<p class="alc-caption"><code>{html.escape(name)}</code>: {len(frame)} '
                 f"{html.escape(DRILL_KINDS.get(kind, kind))} ({html.escape(split)})"
@@ -391,7 +409,7 @@ class Panel:
         if kind == "errors" and message:
             head += f" First error: <code>{html.escape(str(message))}</code>"
         head += "</p>"
-        return f'<div class="alc-panel">{STYLE}{head}{examples_html(frame, limit) if len(frame) else ""}</div>'
+        return f'<div class="alc-panel mathjax_ignore tex2jax_ignore">{STYLE}{head}{examples_html(frame, limit) if len(frame) else ""}</div>'
 
     def _redraw(self) -> None:
         if self._widgets is None:
@@ -411,7 +429,7 @@ class Panel:
                 self._syncing = False
             if key == "sort" and control.value != wanted:
                 self.sort_by, self.descending = None, True
-        self._widgets["body"].value = f'<div class="alc-panel">{STYLE}{self._body_html()}</div>'
+        self._widgets["body"].value = f'<div class="alc-panel mathjax_ignore tex2jax_ignore">{STYLE}{self._body_html()}</div>'
         self._widgets["status"].value = f'<span class="alc-status-line">{html.escape(self.status)}</span>'
         if self._widgets["program"].value:
             self._on_drill(None)

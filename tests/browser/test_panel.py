@@ -118,3 +118,29 @@ def test_sidebar_names_have_tooltips_and_it_stays_open_after_reload(lab):
     lab.open()
     page.wait_for_timeout(1500)
     assert not page.locator("#alchemist-sidebar").is_visible()
+
+
+def test_with_the_kernel_gone_the_snapshot_shows_the_last_state(lab):
+    """Live, the static snapshot beside the widget is hidden; after a kernel shutdown and a reload the
+    widget cannot render ("model not found"), so its output is hidden and the snapshot shows."""
+    page = lab.page
+    cell = lab.cell(MAGIC)
+    snapshot = cell.locator(".alc-snapshot")
+    assert snapshot.count() == 1 and not snapshot.is_visible() and panel(lab, MAGIC).is_visible()
+    live_rows = panel(lab, MAGIC).locator("table.alchemist-matrix tbody tr").all_inner_texts()
+    lab.save()
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    page.wait_for_timeout(1000)
+    page.reload()
+    lab.open()  # a fresh kernel: it knows no widget models
+    snapshot.wait_for(state="visible", timeout=30_000)
+    page.wait_for_timeout(2000)  # the widget manager gives up on the old model
+    assert snapshot.locator("table.alc-matrix tbody tr").all_inner_texts() == live_rows
+    assert "Cost: spent $0.0000 so far" in snapshot.inner_text()  # dollars stay dollars (no MathJax)
+    page.screenshot(path=ARTIFACTS / "panel-no-kernel.png")
+    # the panel's own widget output (the one right before its snapshot) is hidden, not an error box
+    before = snapshot.evaluate("""n => { const child = n.closest('.jp-OutputArea-child').previousElementSibling;
+        return [child.innerText, getComputedStyle(child).display]; }""")
+    assert before[0].startswith(("Error displaying widget", "Loading widget")) and before[1] == "none", before
+    assert all(c["ratio"] >= AA for c in contrast(snapshot, "td, th"))
+    page.screenshot(path=ARTIFACTS / "panel-no-kernel.png")
