@@ -383,3 +383,24 @@ def test_interrupting_a_hung_run_is_one_line(ip, offline, capsys):
     assert isinstance(result.error_in_exec, AlchemistError), out
     assert out.startswith("AlchemistError: interrupted") and out.count("\n") == 1
     assert "hangs" not in [p.name for p in ip.user_ns["_alchemist"].programs]
+
+
+def test_estimate_sends_nothing(ip, fake_server, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ALCHEMIST_TEST_FAKE_KEY", "test-key-not-secret")
+    fake_server.responder = numbered
+    m = Alchemist(shell=ip)
+    m.root, m.base_url, m.api_key_env, m.model = str(tmp_path), fake_server.base_url, "ALCHEMIST_TEST_FAKE_KEY", "gpt-4o"
+    seen = len(fake_server.requests)
+    capsys.readouterr()
+    estimate = m.alchemist_cell("estspam -d df --dev dev -n 3 --budget 0.5 --estimate", "Is this spam?")
+    out = capsys.readouterr().out
+    assert len(fake_server.requests) == seen and "estspam" not in m.sessions  # nothing sent, nothing registered
+    assert out.startswith("estimate for 3 programs with gpt-4o: 3 requests") and "Nothing was sent" in out
+    assert "--budget $0.5000" in out and estimate.requests == 3 and estimate.expected_usd > 0
+
+
+def test_missing_texts_dropped_or_empty(ip, capsys):
+    m = ip.magics_manager.registry["Alchemist"]
+    for how, rows in (("drop", 19), ("empty", 20)):
+        dataset = m._dataset(ip.user_ns["nan_df"], "nan_df", "text", None, ["ham", "spam"], missing=how)
+        assert len(dataset) == rows

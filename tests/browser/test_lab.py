@@ -216,3 +216,30 @@ def test_restart_then_one_program_cell_loads_the_task(notebook):
     output = notebook.output(first)
     assert "loaded task spam from " in output and "each verified by its hash" in output
     assert notebook.assert_kernel_is_notebook() == expected
+
+
+def test_moving_cells_and_a_program_that_already_has_a_cell(notebook):
+    """The kernel's order follows moved cells; re-running the magic inserts no second cell for a
+    program that already has one elsewhere (tutorial 1's edit cell) and registers that cell."""
+    notebook.run(MAGIC, timeout_s=120)
+    notebook.cell(MAGIC).locator(".alchemist-status-line", has_text="sent to JupyterLab as cells").wait_for()
+    programs = notebook.assert_kernel_is_notebook()
+    assert len(programs) >= 2
+    cells = notebook.cells()
+    first, second = [i for i, c in enumerate(cells) if c["source"].startswith("%%alchemist_program spam ")][:2]
+    notebook.page.evaluate("([a, b]) => window.jupyterapp.shell.currentWidget.content.model.sharedModel"
+                           ".moveCell(a, b)", [first, second])
+    moved = notebook.assert_kernel_is_notebook()
+    assert [p["name"] for p in moved[:2]] == [programs[1]["name"], programs[0]["name"]]
+
+    generated = [c["alchemist"]["name"] for c in notebook.program_cells() if not c["source"].endswith(EDIT)]
+    name = generated[-1]
+    mine = f"%%alchemist_program spam {name}\ndef {name}(text):\n    return 1 if 'subscribe' in text.lower() else -1"
+    notebook.insert_cell(len(notebook.cells()), mine)
+    notebook.run(MAGIC, timeout_s=120)
+    notebook.cell(MAGIC).locator(".alchemist-status-line",
+                                 has_text=f"already in another cell, which the kernel follows: {name}").wait_for()
+    holding = [c for c in notebook.cells() if c["source"].startswith(f"%%alchemist_program spam {name}")]
+    assert len(holding) == 1 and holding[0]["source"] == mine
+    after = notebook.assert_kernel_is_notebook()
+    assert after[-1] == {"name": name, "source": mine.partition("\n")[2], "disabled": False}
