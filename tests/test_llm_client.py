@@ -172,9 +172,10 @@ def test_config_from_environment(monkeypatch):
 
 def test_unknown_model_price_is_unknown_not_a_crash(fake_server, make_client):
     client = make_client(model="my-local-llama")
+    result = client.complete(MSG)  # 127.0.0.1: a local model, whose cost is its tokens and time
+    assert result.ok and result.cost_usd is None and client.meter.cost_text().startswith("local: ")
     with pytest.warns(UserWarning, match="no price known for model 'my-local-llama'"):
-        result = client.complete(MSG)
-    assert result.ok and result.cost_usd is None
+        CostMeter().record("my-local-llama", 10, 10)  # from a remote endpoint it is worth a warning
     assert client.meter.summary()["cost_usd"] is None and client.meter.unknown_cost_requests == 1
     with pytest.raises(BudgetExceeded, match="price is unknown. Give the budget in tokens"):
         make_client(model="my-local-llama", meter=CostMeter(budget_usd=1.0)).complete([{"role": "user", "content": "x"}])

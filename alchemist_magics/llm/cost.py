@@ -60,11 +60,12 @@ class PriceTable:
         bases = [b for b in self._prices if name.startswith(b + "-")]
         return self._prices[max(bases, key=len)] if bases else None
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """USD for these token counts, or None (with one warning per model) when unknown."""
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int, *, warn: bool = True) -> float | None:
+        """USD for these token counts, or None (with one warning per model, unless ``warn`` is
+        False: a local model has no price and needs no warning) when unknown."""
         price = self.lookup(model)
         if price is None:
-            if model not in self._warned:
+            if warn and model not in self._warned:
                 self._warned.add(model)
                 warnings.warn(f"no price known for model {model!r}: its cost is shown as unknown; "
                               f"add one with PriceTable.set({model!r}, input_per_1m, output_per_1m)",
@@ -288,7 +289,7 @@ class CostMeter:
             if (prompt_tokens, completion_tokens) != raw:
                 fault = (f"server reported usage {raw[0]}+{raw[1]} tokens, outside what the request could "
                          f"use; counted as {prompt_tokens}+{completion_tokens}")
-        cost = 0.0 if cached else self.prices.cost(model, prompt_tokens, completion_tokens)
+        cost = 0.0 if cached else self.prices.cost(model, prompt_tokens, completion_tokens, warn=not local)
         rec = CostRecord(model, 0 if cached else prompt_tokens, 0 if cached else completion_tokens,
                          cost, cached, purpose, elapsed_s, local, fault)
         with self._cond:
@@ -397,12 +398,12 @@ class Estimate:
 
 
 def estimate_requests(model: str, messages_list: list[list[dict]], *, reply_tokens: int, max_tokens: int,
-                      prices: PriceTable | None = None) -> Estimate:
+                      prices: PriceTable | None = None, warn: bool = True) -> Estimate:
     """Estimate a batch: prompt tokens counted per request, ``reply_tokens`` assumed per reply."""
     prices = prices or PriceTable()
     counter = TokenCounter(model)
     prompt = sum(counter.count_messages(m) for m in messages_list)
     n = len(messages_list)
     worst_prompt = sum(worst_case_prompt_tokens(m) for m in messages_list)
-    return Estimate(n, prompt, reply_tokens * n, prices.cost(model, prompt, reply_tokens * n),
-                    prices.cost(model, worst_prompt, max_tokens * n), counter.method)
+    return Estimate(n, prompt, reply_tokens * n, prices.cost(model, prompt, reply_tokens * n, warn=warn),
+                    prices.cost(model, worst_prompt, max_tokens * n, warn=warn), counter.method)

@@ -330,7 +330,8 @@ def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = No
                                         first_sample=first_sample)
     estimate = estimate_requests(client.model, [r.messages for r in requests],
                                  reply_tokens=TYPICAL_PROGRAM_REPLY_TOKENS,
-                                 max_tokens=max_tokens or client.config.max_tokens, prices=client.meter.prices)
+                                 max_tokens=max_tokens or client.config.max_tokens, prices=client.meter.prices,
+                                 warn=not client.local)
     with client.meter.limit(budget_usd, budget_tokens):
         completions = client.complete_many(requests)
     rejected: list[Failure] = []

@@ -1,0 +1,243 @@
+"""A real language model, fully local: llama-cpp-python's OpenAI-compatible server over a GGUF file.
+
+Run (see docs/local-llm.md for getting llama-cpp-python and a GGUF file):
+
+    python bench/local_llm.py --gguf /work/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
+        --server-python /work/llama-venv/bin/python [--datasets youtube,sms] [--n 10] [--threads 1]
+
+or against a server that is already running (llama.cpp, Ollama, vLLM...):
+
+    python bench/local_llm.py --base-url http://127.0.0.1:8765/v1
+
+It starts the server on 127.0.0.1 (and stops it by its PID at the end), then for each dataset runs
+the plain Python API with the client's *defaults* (no model name, no key, no concurrency, timeout
+or max_tokens settings): generate_programs -> Workbench.add (check + smoke) -> apply -> dedup by
+output -> fit -> evaluate, then one LLM repair round, and, for comparison, the offline
+synthesizer alone and LLM + synthesizer. It compares the meter's tokens with the server's own
+books (the "total time = ... / N tokens" line llama.cpp logs per request it computed; a request
+computed for a client that had gone shows up there and not in the meter).
+Last line: JSON with everything measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from alchemist_magics import TaskSpec, Workbench  # noqa: E402
+from alchemist_magics.data import load_wrench  # noqa: E402
+from alchemist_magics.llm import CostMeter, LLMClient, generate_programs, select_exemplars  # noqa: E402
+from alchemist_magics.llm.dedup import duplicates_by_output, silent_programs  # noqa: E402
+
+DATA = Path(os.environ.get("ALCHEMIST_DATA", ROOT.parent / "shared" / "data"))
+TASKS = {
+    "youtube": TaskSpec("youtube", "Is this YouTube comment spam?", ["ham", "spam"],
+                        input_description="the text of one YouTube comment (a str)"),
+    "sms": TaskSpec("sms", "Is this SMS text message spam?", ["ham", "spam"],
+                    input_description="the text of one SMS message (a str)"),
+}
+SERVER_TOKENS = re.compile(r"total time =\s*[\d.]+ ms /\s*(\d+) tokens")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` over a GGUF file on 127.0.0.1, stopped by its PID."""
+
+    def __init__(self, gguf: str, python: str, threads: int, ctx: int, log: Path):
+        self.port = free_port()
+        self.log_path = log
+        self.cmd = [python, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
+                    "--port", str(self.port), "--n_ctx", str(ctx), "--n_threads", str(threads)]
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, wait_s: float = 300) -> "LlamaServer":
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                urllib.request.urlopen(self.base_url + "/models", timeout=2).read()
+                return self
+            except OSError:
+                time.sleep(1)
+        raise RuntimeError(f"llama_cpp.server did not answer within {wait_s}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def server_tokens(log: Path | None) -> tuple[int, int] | None:
+    """(requests computed, tokens) from the server's log, or None when there is no log."""
+    if log is None or not log.exists():
+        return None
+    found = [int(n) for n in SERVER_TOKENS.findall(log.read_text(errors="replace"))]
+    return len(found), sum(found)
+
+
+def scores(wb: Workbench) -> dict:
+    wb.fit()
+    acc = wb.scores("test", "accuracy")
+    f1 = wb.scores("test", "f1")
+    return {"accuracy": round(acc["label_model"], 4), "f1": round(f1["label_model"], 4),
+            "majority_accuracy": round(acc["majority_vote"], 4), "majority_f1": round(f1["majority_vote"], 4),
+            "coverage": round(acc["coverage"], 4), "model": wb.model_name, "programs": len(wb.programs)}
+
+
+def dedup(wb: Workbench) -> list[str]:
+    """Remove programs that never vote or vote like an earlier one on train (returns what went)."""
+    names = [p.name for p in wb.programs]
+    L = wb.matrix("train")
+    gone = [f"{n}: never votes on train" for n in silent_programs(L, names)]
+    for name in silent_programs(L, names):
+        wb.remove(name)
+    names = [p.name for p in wb.programs]
+    for dup in duplicates_by_output(wb.matrix("train"), names):
+        wb.remove(dup.name)
+        gone.append(str(dup))
+    return gone
+
+
+def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: Path, log: Path | None) -> dict:
+    task = TASKS[name]
+    splits = load_wrench(DATA / name)
+    train, dev, test = splits["train"], splits["valid"], splits["test"]
+    meter = CostMeter()
+    progress = []
+    client = LLMClient(base_url=base_url, cache=cache, meter=meter, on_progress=progress.append)
+    before = server_tokens(log)
+    t0 = time.monotonic()
+    exemplars = select_exemplars(dev.texts, dev.labels, task.classes, seed=seed)
+    gen = generate_programs(task, n, client, exemplars=exemplars, first_sample=seed * 1000)
+    gen_s = time.monotonic() - t0
+    after = server_tokens(log)
+    out = {"model": client.model, "n": n, "seed": seed, "generate_s": round(gen_s, 1),
+           "programs_generated": len(gen.programs), "failures": [str(f) for f in gen.failures],
+           "rejected_candidates": [str(f) for f in gen.rejected],
+           "meter": meter.summary(), "cost_text": gen.cost_text,
+           "limiter_history": client.limiter.history if client.limiter else None,
+           "timeouts": sum(f.startswith("timeout") for c in gen.completions for f in c.failures),
+           "truncated_salvaged": sum(c.finish_reason == "length" for c in gen.completions if c.ok)}
+    if before is not None and after is not None:
+        out["server_requests"] = after[0] - before[0]
+        out["server_tokens"] = after[1] - before[1]
+        out["meter_tokens"] = meter.prompt_tokens + meter.completion_tokens
+    wb = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-llm")
+    added = [p for p in gen.programs if wb.add(p)]
+    out["smoke_rejected"] = [f"{p.name}: {why}" for p, why in wb.rejected]
+    wb.apply(progress=False)
+    out["dedup_removed"] = dedup(wb)
+    out["programs_kept"] = len(wb.programs)
+    out["added"] = len(added)
+    out["llm_only"] = scores(wb) if wb.programs else None
+    # One repair round with the LLM: weak programs rewritten from their stats and wrong dev rows.
+    t1 = time.monotonic()
+    try:
+        repaired = wb.repair(client)
+        if repaired:
+            wb.apply(progress=False)
+            dedup(wb)
+        out["repaired"] = len(repaired)
+        out["llm_after_repair"] = scores(wb) if wb.programs else None
+    except Exception as error:  # noqa: BLE001 - report, keep the other numbers
+        out["repair_error"] = f"{type(error).__name__}: {error}"
+    out["repair_s"] = round(time.monotonic() - t1, 1)
+    llm_programs = list(wb.programs)
+    # The offline synthesizer alone, and LLM + synthesizer.
+    from alchemist_magics.synth import synthesize_programs
+
+    synth = synthesize_programs(task, dev.inputs(), dev.labels, train.inputs(), 10, seed=seed)
+    wb_s = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-synth")
+    wb_s.add_all(synth)
+    wb_s.apply(progress=False)
+    out["synth_only"] = scores(wb_s)
+    wb_b = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-both")
+    wb_b.add_all(list(synth) + llm_programs)
+    wb_b.apply(progress=False)
+    dedup(wb_b)
+    out["llm_plus_synth"] = scores(wb_b)
+    # A re-run of the same generation is served from the cache: no request at all.
+    rerun_meter = CostMeter()
+    again = generate_programs(task, n, LLMClient(base_url=base_url, cache=cache, meter=rerun_meter),
+                              exemplars=exemplars, first_sample=seed * 1000)
+    out["rerun_requests"] = rerun_meter.requests
+    out["rerun_cache_hits"] = again.cache_hits
+    out["wall_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gguf", help="path to a GGUF file (starts llama-cpp-python's server)")
+    parser.add_argument("--server-python", default=sys.executable,
+                        help="the Python that has llama-cpp-python[server] installed")
+    parser.add_argument("--base-url", help="use a running OpenAI-compatible server instead")
+    parser.add_argument("--server-log", help="that server's log (for its own token books)")
+    parser.add_argument("--datasets", default="youtube,sms")
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ctx", type=int, default=4096)
+    parser.add_argument("--work", default=None, help="folder for the cache and workbenches (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if not args.gguf and not args.base_url:
+        parser.error("give --gguf PATH (see docs/local-llm.md for how to get one) or --base-url URL")
+    work = Path(args.work or tempfile.mkdtemp(prefix="alchemist-local-llm-"))
+    work.mkdir(parents=True, exist_ok=True)
+    server, log = None, Path(args.server_log) if args.server_log else None
+    started = time.monotonic()
+    result = {"datasets": {}, "work": str(work)}
+    try:
+        if args.gguf:
+            log = work / "llama-server.log"
+            server = LlamaServer(args.gguf, args.server_python, args.threads, args.ctx, log).start()
+            result["server"] = {"cmd": " ".join(server.cmd), "start_s": round(time.monotonic() - started, 1)}
+        base_url = server.base_url if server else args.base_url
+        for name in args.datasets.split(","):
+            row = run_dataset(name, base_url, args.n, args.seed, work / "cache", work / "wb", log)
+            result["datasets"][name] = row
+            print(f"{name}: {row['programs_kept']} programs kept of {args.n} requested "
+                  f"({row['programs_generated']} generated, {len(row['failures'])} failed requests, "
+                  f"{row['timeouts']} timeouts); meter {row.get('meter_tokens')} tokens vs server "
+                  f"{row.get('server_tokens')}; LLM-only test acc {row['llm_only'] and row['llm_only']['accuracy']} "
+                  f"f1 {row['llm_only'] and row['llm_only']['f1']}; {row['cost_text']}; {row['wall_s']} s", flush=True)
+            (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
+    finally:
+        if server is not None:
+            server.stop()
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    print(json.dumps(result, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
