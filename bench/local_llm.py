@@ -14,7 +14,7 @@ the plain Python API with the client's *defaults* (no model name, no key, no con
 or max_tokens settings): generate_programs -> Workbench.add (check + smoke) -> apply -> dedup by
 output -> fit -> evaluate, then one LLM repair round, and, for comparison, the offline
 synthesizer alone and LLM + synthesizer. It compares the meter's tokens with the server's own
-books (the "total time = ... / N tokens" line llama.cpp logs per request it computed; a request
+books (the "eval time = ... / N runs" line llama.cpp logs per request it computed; a request
 computed for a client that had gone shows up there and not in the meter).
 Last line: JSON with everything measured.
 """
@@ -47,7 +47,8 @@ TASKS = {
     "sms": TaskSpec("sms", "Is this SMS text message spam?", ["ham", "spam"],
                     input_description="the text of one SMS message (a str)"),
 }
-SERVER_TOKENS = re.compile(r"total time =\s*[\d.]+ ms /\s*(\d+) tokens")
+# llama.cpp's per-request books: generated tokens ("eval time = ... / N runs") and requests computed.
+SERVER_RUNS = re.compile(r"^llama_perf_context_print:\s+eval time =\s*[\d.]+ ms /\s*(\d+) runs", re.M)
 
 
 def free_port() -> int:
@@ -97,10 +98,11 @@ class LlamaServer:
 
 
 def server_tokens(log: Path | None) -> tuple[int, int] | None:
-    """(requests computed, tokens) from the server's log, or None when there is no log."""
+    """(requests computed, tokens generated) from the server's log, or None without a log.
+    (Its prompt counts leave out the prefix it had cached, so only generated tokens compare.)"""
     if log is None or not log.exists():
         return None
-    found = [int(n) for n in SERVER_TOKENS.findall(log.read_text(errors="replace"))]
+    found = [int(n) for n in SERVER_RUNS.findall(log.read_text(errors="replace"))]
     return len(found), sum(found)
 
 
@@ -148,9 +150,10 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
            "timeouts": sum(f.startswith("timeout") for c in gen.completions for f in c.failures),
            "truncated_salvaged": sum(c.finish_reason == "length" for c in gen.completions if c.ok)}
     if before is not None and after is not None:
-        out["server_requests"] = after[0] - before[0]
-        out["server_tokens"] = after[1] - before[1]
-        out["meter_tokens"] = meter.prompt_tokens + meter.completion_tokens
+        out["server_requests_computed"] = after[0] - before[0]
+        out["server_generated_tokens"] = after[1] - before[1]
+        out["meter_requests"] = meter.requests
+        out["meter_completion_tokens"] = meter.completion_tokens
     wb = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-llm")
     added = [p for p in gen.programs if wb.add(p)]
     out["smoke_rejected"] = [f"{p.name}: {why}" for p, why in wb.rejected]
@@ -227,8 +230,9 @@ def main(argv=None) -> dict:
             result["datasets"][name] = row
             print(f"{name}: {row['programs_kept']} programs kept of {args.n} requested "
                   f"({row['programs_generated']} generated, {len(row['failures'])} failed requests, "
-                  f"{row['timeouts']} timeouts); meter {row.get('meter_tokens')} tokens vs server "
-                  f"{row.get('server_tokens')}; LLM-only test acc {row['llm_only'] and row['llm_only']['accuracy']} "
+                  f"{row['timeouts']} timeouts); meter {row.get('meter_requests')} requests, "
+                  f"{row.get('meter_completion_tokens')} completion tokens vs server "
+                  f"{row.get('server_requests_computed')} computed, {row.get('server_generated_tokens')} generated; LLM-only test acc {row['llm_only'] and row['llm_only']['accuracy']} "
                   f"f1 {row['llm_only'] and row['llm_only']['f1']}; {row['cost_text']}; {row['wall_s']} s", flush=True)
             (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
     finally:
