@@ -90,8 +90,8 @@ def _never_raises(reject):
                 return fn(source, *args, **kwargs)
             except (RecursionError, MemoryError):
                 return reject("the source is nested too deeply to check (or to compile); flatten the expression")
-            except (ValueError, SyntaxError, UnicodeError) as exc:
-                return reject(f"the source cannot be parsed ({type(exc).__name__}: {str(exc)[:200]})")
+            except Exception as exc:  # a source the check cannot handle is refused, never a crash of the batch
+                return reject(f"the source cannot be checked ({type(exc).__name__}: {str(exc)[:200]})")
         return guarded
     return wrap
 
