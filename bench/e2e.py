@@ -100,6 +100,9 @@ def main() -> None:
             out[name]["bench_s"] = round(time.perf_counter() - t, 1)
             print(name, json.dumps({k: v for k, v in out[name].items() if k not in ("runs", "notes")}), flush=True)
         out["total_s"] = round(time.perf_counter() - start, 1)
+        from suite import markdown_table
+
+        print(markdown_table(out))
         print(json.dumps(out))
         return
     embeddings = sentence_features() if args.features == "both" else None

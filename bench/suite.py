@@ -163,3 +163,29 @@ def summarise(runs: list[dict]) -> dict:
     out["program_sets"] = [r["program_set"] for r in runs]
     out["seeds_with_class_without_program"] = sum(bool(r["classes_without_program"]) for r in runs)
     return out
+
+
+def markdown_table(results: dict) -> str:
+    """The benchmark table (docs/benchmarks.md) from bench/e2e.py's JSON: per set, the set's metric
+    and macro-F1, mean ± std over seeds, ours beside the 100-label baselines, and the bar."""
+    def cell(block, m="metric"):
+        return f"{block[m][0]:.3f} ± {block[m][1]:.3f}" if block else "-"
+
+    lines = ["| set (metric) | label model | distilled | TF-IDF LR | MiniLM LR | zero-shot | human programs | "
+             "macro-F1: LM / distilled / TF-IDF LR / MiniLM LR | LM ≥ TF-IDF | distilled ≥ both | "
+             "seeds with a class lacking a program | s per seed (synth+apply+LM) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if not isinstance(r, dict) or "label_model" not in r:
+            continue
+        dist = r.get("distilled")
+        base = max(r["tfidf_lr"]["metric"][0], r.get("minilm_lr", r["tfidf_lr"])["metric"][0])
+        macro = " / ".join(f"{r[k]['macro_f1'][0]:.3f}" if r.get(k) else "-"
+                           for k in ("label_model", "distilled", "tfidf_lr", "minilm_lr"))
+        lines.append(
+            f"| {name} ({r['metric_name']}) | {cell(r['label_model'])} | {cell(dist)} | {cell(r['tfidf_lr'])} | "
+            f"{cell(r.get('minilm_lr'))} | {cell(r.get('zero_shot'))} | {cell(r.get('human'))} | {macro} | "
+            f"{'yes' if r['label_model']['metric'][0] >= r['tfidf_lr']['metric'][0] else '**no**'} | "
+            f"{'-' if not dist else 'yes' if dist['metric'][0] >= base else '**no**'} | "
+            f"{r['seeds_with_class_without_program']} | {r['pipeline_s']:.1f} |")
+    return "\n".join(lines)
