@@ -392,3 +392,18 @@ def test_rows_travel_as_plain_values_never_pickled():
     result = apply_programs([program], rows, LS, progress=False)
     assert result.runs[0].status == "ok" and result.L[:, 0].tolist() == [1, 1]
     assert math.isnan(rows[0].x)  # the kernel's rows are untouched
+
+
+def test_the_static_check_never_raises():
+    from alchemist_magics.programs import check_program, find_entry
+
+    bombs = ["def f(x):\n    return " + "-" * 5000 + "1\n", "def f(x):\n    return 1\n" + "#" * 200_000,
+             "def f(x):\n    return 1\x00\n", "def f(x):\n    return " + "(" * 5000 + ")" * 5000 + "\n"]
+    for source in bombs:
+        result = check_program(source)
+        assert not result.ok and result.reasons and "\n" not in result.reasons[0]
+        assert find_entry(source)[0] is None
+        Program(source)  # the display name falls back, no RecursionError
+    assert not check_program(b"def f(x): return 1").ok
+    batch = apply_programs(bombs + [PROGRAMS[0]], TEXTS, LS, progress=False)
+    assert [r.status for r in batch.runs] == ["rejected"] * len(bombs) + ["ok"]
