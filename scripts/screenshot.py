@@ -6,8 +6,10 @@ on 127.0.0.1, the WRENCH youtube notebook run with the offline synthesizer, Debi
 
     .venv/bin/python scripts/screenshot.py [--out docs/img] [-n 5]
 
-Writes notebook.png (the whole window), panel-light.png, panel-dark.png, sidebar-light.png and
-sidebar-dark.png, and prints the lowest text contrast it measured in each theme.
+Writes notebook.png (the whole window), panel-light.png, panel-dark.png, sidebar-light.png,
+sidebar-dark.png and, when the ``notebook`` package is installed, notebook7.png (the same notebook
+in Notebook 7, the sidebar opened from View > Right Sidebar); prints the lowest text contrast it
+measured in each theme.
 """
 from __future__ import annotations
 
@@ -19,8 +21,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
-from labsession import MAGIC, LabServer, Notebook, chromium, launch_browser  # noqa: E402
+from labsession import MAGIC, NOTEBOOK, LabServer, Notebook, chromium, launch_browser  # noqa: E402
 from panelcheck import contrast, layout, panel, run_task, set_theme  # noqa: E402
+
+
+def notebook7(browser, server, out: Path) -> None:
+    """The same notebook in Notebook 7 (when the ``notebook`` package is installed): run all, open
+    the sidebar from View > Right Sidebar > Show Alchemist programs, screenshot the window."""
+    try:
+        import notebook  # noqa: F401
+    except ImportError:
+        print("no Notebook 7 (pip install notebook): notebook7.png not written")
+        return
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"http://127.0.0.1:{server.port}/notebooks/{NOTEBOOK}?token={server.token}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(state="visible", timeout=60_000)
+    page.wait_for_timeout(6000)  # the kernel starts
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.wait_for_timeout(500)
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.locator(".alc-widget table.alchemist-matrix").first.wait_for(state="visible", timeout=180_000)
+    page.get_by_role("menuitem", name="View", exact=True).click()
+    page.wait_for_timeout(500)
+    page.locator(".lm-Menu-itemLabel", has_text="Right Sidebar").hover()
+    page.wait_for_timeout(500)
+    page.locator(".lm-Menu-itemLabel", has_text="Show Alchemist programs").click()
+    page.locator("#alchemist-sidebar .jp-alchemist-program").first.wait_for(state="visible", timeout=60_000)
+    page.locator(".alc-widget").first.evaluate("node => node.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(800)
+    page.screenshot(path=out)
+    page.close()
 
 
 def main() -> None:
@@ -52,8 +82,9 @@ def main() -> None:
             lowest = min(c["ratio"] for c in contrast(view, "td, th"))
             print(f"{theme}: lowest contrast in the matrix {lowest:.2f}:1")
         set_theme(page, "JupyterLab Light")
+        notebook7(browser, server, args.out / "notebook7.png")
         browser.close()
-    print(f"wrote {args.out}/notebook.png, panel-*.png, sidebar-*.png")
+    print(f"wrote {args.out}/notebook.png, panel-*.png, sidebar-*.png, notebook7.png")
 
 
 if __name__ == "__main__":

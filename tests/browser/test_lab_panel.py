@@ -144,3 +144,29 @@ def test_with_the_kernel_gone_the_snapshot_shows_the_last_state(lab):
     assert before[0].startswith(("Error displaying widget", "Loading widget")) and before[1] == "none", before
     assert all(c["ratio"] >= AA for c in contrast(snapshot, "td, th"))
     page.screenshot(path=ARTIFACTS / "panel-no-kernel.png")
+
+def test_notebook7_shows_the_panel_and_the_sidebar(lab):
+    """Notebook 7 (same server): Run All fills the panel; the sidebar opens from View > Right Sidebar."""
+    pytest.importorskip("notebook")
+    from labsession import NOTEBOOK
+
+    page = lab.page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"http://127.0.0.1:{lab.server.port}/notebooks/{NOTEBOOK}?token={lab.server.token}")
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(state="visible", timeout=60_000)
+        page.wait_for_timeout(6000)  # the kernel connects
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        matrix = page.locator(".alc-widget table.alchemist-matrix").first
+        matrix.wait_for(state="visible", timeout=180_000)
+        assert matrix.locator("tbody tr").count() == 5
+        page.get_by_role("menuitem", name="View", exact=True).click()
+        page.locator(".lm-Menu-itemLabel", has_text="Right Sidebar").hover()
+        page.locator(".lm-Menu-itemLabel", has_text="Show Alchemist programs").click()
+        rows = page.locator("#alchemist-sidebar .jp-alchemist-program")
+        rows.first.wait_for(state="visible", timeout=60_000)
+        assert rows.count() == 5
+        assert all(c["ratio"] >= AA for c in contrast(page.locator(".alc-widget .alc-panel").first, "td, th"))
+        page.screenshot(path=ARTIFACTS / "notebook7.png")
+    finally:
+        page.close()
