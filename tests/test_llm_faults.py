@@ -254,3 +254,12 @@ def test_token_budget_works_for_a_model_without_price(fake_server, tmp_path):
     assert {r.reason for r in results if not r.ok} == {"budget"}
     with meter.limit(budget_tokens=0):
         assert not client.complete(MSG, sample=99).ok
+
+
+def test_timeouts_without_a_budget_are_still_counted(fake_server, make_client):
+    fake_server.push({"delay": 0.6})
+    client = make_client(timeout_s=0.2)
+    result = client.complete(MSG)
+    assert result.ok and result.attempts == 2
+    s = client.meter.summary()
+    assert s["unbilled_attempts"] == 1 and s["unaccounted_usd"] > 0 and s["unaccounted_tokens"] > 0

@@ -574,9 +574,9 @@ class LLMClient:
         model = self.model
         max_tokens = params["max_tokens"]
         worst_prompt = worst_case_prompt_tokens(req.messages)
+        worst_usd = self.meter.worst_case_usd(model, req.messages, max_tokens)
         try:
-            held = self.meter.reserve(self.meter.worst_case_usd(model, req.messages, max_tokens),
-                                      tokens=worst_prompt + max_tokens)
+            held = self.meter.reserve(worst_usd, tokens=worst_prompt + max_tokens)
         except BudgetExceeded as e:
             raise _AttemptFailed("budget", str(e)) from None
         maybe_billed = False
@@ -632,7 +632,7 @@ class LLMClient:
             raise _AttemptFailed("malformed", f"unreadable reply ({type(e).__name__})") from None
         finally:
             _DEADLINE.at = _DEADLINE.limit = None
-            self.meter.release(held, maybe_billed=maybe_billed)
+            self.meter.release(held, maybe_billed=maybe_billed, worst_case=(worst_usd, worst_prompt + max_tokens))
 
     @staticmethod
     def _classify(resp, req: Request) -> tuple[str, str]:

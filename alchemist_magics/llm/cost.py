@@ -179,6 +179,7 @@ class CostMeter:
     budget_tokens: int | None = None
     unaccounted_tokens: int = 0
     usage_faults: int = 0
+    unbilled_attempts: int = 0  # attempts that may have been billed without our seeing usage (timeouts)
     reported_tokens: list[int] = field(default_factory=lambda: [0, 0])  # raw usage as the server said
 
     def __post_init__(self):
@@ -257,11 +258,18 @@ class CostMeter:
             return False
         return True
 
-    def release(self, held, *, maybe_billed: bool = False) -> None:
+    def release(self, held, *, maybe_billed: bool = False, worst_case: tuple[float | None, int] | None = None) -> None:
         """End a reservation. ``maybe_billed``: the attempt's cost is unknowable (timeout after
-        sending), so keep its worst case counted against the budget."""
+        sending), so keep its worst case counted against the budget (and, with no budget set,
+        the ``worst_case`` (usd, tokens) the caller passes is recorded in ``unaccounted_*``)."""
         usd, tokens = held if isinstance(held, tuple) else (held, 0)
+        if maybe_billed:
+            self.unbilled_attempts += 1
         if self.budget_usd is None and self.budget_tokens is None and not (usd or tokens):
+            if maybe_billed and worst_case is not None:
+                with self._cond:
+                    self.unaccounted_usd += worst_case[0] or 0.0
+                    self.unaccounted_tokens += int(worst_case[1])
             return
         with self._cond:
             self._reserved -= usd
@@ -344,7 +352,7 @@ class CostMeter:
             "unaccounted_usd": round(self.unaccounted_usd, 8),
             "unaccounted_tokens": self.unaccounted_tokens,
             "budget_usd": self.budget_usd, "budget_tokens": self.budget_tokens,
-            "usage_faults": self.usage_faults, "elapsed_s": round(self.elapsed_s, 3),
+            "usage_faults": self.usage_faults, "unbilled_attempts": self.unbilled_attempts, "elapsed_s": round(self.elapsed_s, 3),
             "cost_text": self.cost_text(),
         }
 
