@@ -115,6 +115,14 @@ def test_palette_reads_at_least_4_5_to_1_in_light_and_dark():
             a, b = sorted([luminance(colours[f"{kind}-bg"]), luminance(colours[f"{kind}-fg"])])
             assert (b + 0.05) / (a + 0.05) >= 4.5, (kind, colours)
     assert "#c8e6c9" not in css and "rgb(255" not in css  # no hard-coded light-only backgrounds left
+    # the sidebar's failing rows use the same readable pair per theme
+    sidebar = (Path(panel_module.__file__).resolve().parents[2] / "style" / "base.css").read_text()
+    light, dark = sidebar.split("[data-jp-theme-light='false'] .jp-alchemist-sidebar", 1)
+    for block in (light, dark):
+        colours = palette(block)
+        a, b = sorted([luminance(colours["bad-bg"]), luminance(colours["bad-fg"])])
+        assert (b + 0.05) / (a + 0.05) >= 4.5
+    assert "--jp-error-color3" not in sidebar  # light red in both themes: unreadable under white text
 
 
 def test_every_update_resends_the_static_snapshot_in_a_real_kernel(tmp_path):
