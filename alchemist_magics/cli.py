@@ -1,5 +1,6 @@
 """Headless entry point: ``alchemist demo`` (or ``python -m alchemist_magics demo``).
 
+``doctor`` says which sandbox isolation layers this machine gives program children.
 ``demo`` runs the engine end to end on the WRENCH YouTube spam data with no key, no GPU and no
 network: the example programs go through the check, the sandbox and the output cache, the label
 model is chosen on the dev split, and the same label models run on WRENCH's stored label matrix
@@ -79,6 +80,19 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    """Which sandbox isolation layers this machine gives program children (checked by a probe child)."""
+    import json
+
+    from .programs import describe_isolation, isolation_report
+
+    if args.json:
+        print(json.dumps(isolation_report(), indent=2))
+    else:
+        print(describe_isolation())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand."""
     parser = argparse.ArgumentParser(prog="alchemist", description=__doc__.splitlines()[0])
@@ -97,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     p.add_argument("--distill", default="mlp", choices=["mlp", "logreg", "none"])
     p.set_defaults(func=evaluate)
+    p = sub.add_parser("doctor", help="which sandbox isolation layers (seccomp, Landlock, namespaces) are active here")
+    p.add_argument("--json", action="store_true", help="the full report as JSON")
+    p.set_defaults(func=doctor)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
