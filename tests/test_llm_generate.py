@@ -338,3 +338,19 @@ def test_repair_prompt_quotes_exceptions_and_failing_rows(fake_server, make_clie
     assert "Rows where it failed" in prompt and "\"nice song\" -> raised NameError: name 'string' is not defined" in prompt
     assert "When run over the data it reported: labeled 2/6 rows, 2 faults" in prompt
     assert prompt.index("Rows it leaves unlabeled") > prompt.index("Rows where it failed")
+
+
+def test_uninformative_programs_vote_at_the_base_rate():
+    from alchemist_magics.llm.dedup import uninformative_programs
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(400) < 0.4).astype(int)  # 40 % spam
+    precise = np.where((y == 1) & (rng.random(400) < 0.5), 1, -1)
+    everywhere = np.where(rng.random(400) < 0.9, 1, -1)  # votes spam on 90 % of rows, at the base rate
+    ham_rule = np.where((y == 0) & (rng.random(400) < 0.3), 0, -1)
+    rare = np.full(400, -1)
+    rare[:3] = 1
+    L = np.stack([precise, everywhere, ham_rule, rare], axis=1)
+    found = uninformative_programs(L, y, ["precise", "everywhere", "ham_rule", "rare"])
+    assert [u.name for u in found] == ["everywhere"]
+    assert found[0].label == 1 and abs(found[0].prior - y.mean()) < 1e-9 and found[0].precision < 0.5

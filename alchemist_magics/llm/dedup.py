@@ -91,3 +91,46 @@ def silent_programs(L, names: list[str]) -> list[str]:
     """Programs that never vote on these rows (every output abstain, invalid or a fault)."""
     L = np.asarray(L)
     return [name for j, name in enumerate(names) if not np.any(L[:, j] >= 0)]
+
+
+@dataclass(frozen=True)
+class Uninformative:
+    """``name``'s votes for ``label`` are right no more often than that class's share of the dev
+    rows (``precision`` <= ``prior`` + margin, on ``votes`` dev rows): voting it adds no evidence."""
+
+    name: str
+    label: int
+    precision: float
+    prior: float
+    votes: int
+
+    def __str__(self) -> str:
+        return (f"{self.name}: its votes for class {self.label} are right {self.precision:.0%} of the time on "
+                f"{self.votes} dev rows, no better than the class's share ({self.prior:.0%})")
+
+
+def uninformative_programs(L_dev, y_dev, names: list[str], *, margin: float = 0.05,
+                           min_votes: int = 5) -> list[Uninformative]:
+    """Programs whose votes carry no evidence on the labeled dev rows: for the class a program votes
+    most, its precision is at most that class's prior plus ``margin`` (e.g. a "spam if the text is
+    long" rule that votes spam on most rows at the base rate). Judged only with ``min_votes`` votes
+    or more; rows without a gold label are ignored. Use it with the duplicates, after ``apply``."""
+    L, y = np.asarray(L_dev), np.asarray(y_dev)
+    known = y >= 0
+    L, y = L[known], y[known]
+    if len(y) == 0:
+        return []
+    k = int(max(y.max(), L.max(initial=-1))) + 1
+    priors = np.bincount(y, minlength=k) / len(y)
+    found = []
+    for j, name in enumerate(names):
+        column = L[:, j]
+        voted = column[column >= 0]
+        if len(voted) < min_votes:
+            continue
+        label = int(np.bincount(voted, minlength=k).argmax())
+        mask = column == label
+        precision = float(np.mean(y[mask] == label))
+        if precision <= priors[label] + margin:
+            found.append(Uninformative(name, label, precision, float(priors[label]), int(mask.sum())))
+    return found
