@@ -37,14 +37,17 @@ def test_matrix_names_polarity_and_marks_cells_by_class():
     row = cells(html_text)[:13]
     assert row[0] == ("alc-name", "spam_if_free") and row[1] == ("alc-j", "0")  # j is its own cell
     assert row[2] == ("alc-pol alc-pol-1", "SPAM") and row[3] == ("alc-status alc-good", "ok")  # status early
-    polarity = dict((name, text) for (_, name), (_, text) in zip(cells(html_text)[::14], cells(html_text)[2::14]))
+    polarity = dict((name, text) for (_, name), (_, text) in zip(cells(html_text)[::13], cells(html_text)[2::13]))
     assert polarity == {"spam_if_free": "SPAM", "ham_if_thanks": "HAM", "both_ways": "HAM, SPAM"}
     classes = {text: cls for cls, text in cells(html_text)}
     assert classes["faulty"] == "alc-status alc-bad" and classes["ok"] == "alc-status alc-good"
-    assert "alc-warn" in dict(cells(html_text)[14:28])  # coverage 0.005: warned
-    assert "<th>Dev acc.</th>" in html_text and ">Problem<" in html_text
-    # an all-empty Problem column is not shown
-    assert ">Problem<" not in matrix_html(ANALYSIS.assign(Problem=""), ["HAM", "SPAM"])
+    assert "alc-warn" in dict(cells(html_text)[13:26])  # coverage 0.005: warned
+    assert "<th>Dev acc.</th>" in html_text and ">Problem<" not in html_text
+    # a problem is a full-width line right under its program's row
+    assert ('<td class="alc-name">both_<wbr>ways</td>' in html_text and
+            re.search(r'both_<wbr>ways</td>.*?</tr><tr class="alc-problem"><td></td><td class="alc-text alc-bad" '
+                      r'colspan="12">problem: 3 faults</td></tr></tbody>', html_text))
+    assert "alc-problem" not in matrix_html(ANALYSIS.assign(Problem=""), ["HAM", "SPAM"])
 
 
 def test_label_model_table_is_tidy():

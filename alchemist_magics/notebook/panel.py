@@ -90,13 +90,15 @@ def _table(head: list[tuple[str, str]], rows: list[list[tuple[str, str]]], row_c
 
 
 def matrix_html(table: pd.DataFrame, classes: list[str] | None = None, css: str | None = None) -> str:
-    """The analysis table as HTML: one row per program, polarity as class names, a class per cell."""
-    columns = [c for c in table.columns if not (c == "Problem" and not table[c].astype(bool).any())]
+    """The analysis table as HTML: one row per program, polarity as class names, a class per cell;
+    a program's problem (``Problem``), when it has one, is a full-width line under its row."""
+    columns = [c for c in table.columns if c != "Problem"]
     if "Status" in columns and "Polarity" in columns:  # the status early: it is what people look for first
         columns.remove("Status")
         columns.insert(columns.index("Polarity") + 1, "Status")
     head = [("program", "alc-name")] + [(HEADERS.get(c, c), _column_class(c)) for c in columns]
     rows = []
+    problems = {}
     for name, row in table.iterrows():
         cells = [(str(name), "alc-name")]
         for column in columns:
@@ -106,7 +108,19 @@ def matrix_html(table: pd.DataFrame, classes: list[str] | None = None, css: str 
             else:
                 cells.append((_fmt(value), " ".join(filter(None, [_column_class(column), cell_class(column, value)]))))
         rows.append(cells)
-    return _table(head, rows, css=css or "alc-table alc-matrix alchemist-matrix")
+        problem = row.get("Problem") if "Problem" in table.columns else None
+        if isinstance(problem, str) and problem:
+            problems[len(rows) - 1] = problem
+    out = _table(head, rows, css=css or "alc-table alc-matrix alchemist-matrix")
+    if problems:  # insert the problem lines after their rows
+        parts = out.split("</tr>")
+        # parts[0] is the head row; body row i ends at parts[i + 1]
+        for i in sorted(problems, reverse=True):
+            line = (f'<tr class="alc-problem"><td></td><td class="alc-text alc-bad" colspan="{len(columns)}">'
+                    f"problem: {html.escape(problems[i])}</td>")
+            parts.insert(i + 2, line)
+        out = "</tr>".join(parts)
+    return out
 
 
 def _column_class(column: str) -> str:

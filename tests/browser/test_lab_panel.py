@@ -19,6 +19,9 @@ if not (DATA / "train.json").is_file():
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 AA = 4.5
+N = 6  # 5 written programs and FAULTY
+FAULTY = ("%%alchemist_program spam boom\ndef boom(text):\n"
+          "    return 1 if 'check' in text.lower() else (1 // 0 if 'love' in text.lower() else -1)\n")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,12 @@ def lab(tmp_path_factory):
         notebook = Notebook(page, server).open()
         try:
             run_task(notebook, MAGIC)
+            # one program that raises on some rows: a failing row in the matrix and the sidebar
+            page.wait_for_function(f"() => window.jupyterapp.shell.currentWidget.content.widgets.length > {MAGIC + 1}")
+            index = len(notebook.cells())
+            page.evaluate("([i, text]) => window.jupyterapp.shell.currentWidget.content.model.sharedModel"
+                          ".insertCell(i, {cell_type: 'code', source: text})", [index, FAULTY])
+            notebook.run(index)
             layout(page)
             yield notebook
         finally:
@@ -43,15 +52,18 @@ def test_every_cell_reads_at_aa_contrast_and_no_column_is_cut(lab, theme):
     set_theme(page, theme)
     view = panel(lab, MAGIC)
     cells = contrast(view.locator("table.alchemist-matrix"), "td, th")
-    assert len(cells) >= 5 * 13  # 5 programs x the columns, and the header
+    assert len(cells) >= N * 13  # the programs x the columns, and the header
     low = [c for c in cells if c["ratio"] < AA]
     assert not low, f"{theme}: {low[:5]}"
     tinted = [c for c in cells if "alc-good" in c["cls"] or "alc-bad" in c["cls"] or "alc-warn" in c["cls"]]
     assert tinted, "the status and accuracy cells carry their tint"
+    assert any("alc-status alc-bad" in c["cls"] for c in cells), "boom's status is a failing one"
+    assert "problem: " in view.locator("table.alchemist-matrix tr.alc-problem").inner_text()
     for table in ("table.alc-scores",):
         assert all(c["ratio"] >= AA for c in contrast(view.locator(table), "td, th"))
     assert all(c["ratio"] >= AA for c in contrast(view, "p"))  # captions, cost sentence, status
     sidebar = page.locator("#alchemist-sidebar")
+    assert sidebar.locator(".jp-alchemist-program.jp-alchemist-bad[data-name=boom]").count() == 1
     rows = contrast(sidebar, ".jp-alchemist-name, .jp-alchemist-stat, .jp-alchemist-cost, h3")
     assert rows and all(c["ratio"] >= AA for c in rows), [c for c in rows if c["ratio"] < AA][:5]
     # 1280 px, the sidebar open: every column is inside the visible part of the matrix
@@ -75,7 +87,7 @@ def test_sort_control_and_drill_down(lab):
     def coverage():
         column = view.locator("table.alchemist-matrix thead th").all_inner_texts().index("Coverage")
         return [float(r.locator("td").nth(column).inner_text())
-                for r in view.locator("table.alchemist-matrix tbody tr").all()]
+                for r in view.locator("table.alchemist-matrix tbody tr:not(.alc-problem)").all()]
 
     added = names()
     sort = cell.locator("select").nth(0)
@@ -101,7 +113,7 @@ def test_sort_control_and_drill_down(lab):
 def test_sidebar_names_have_tooltips_and_it_stays_open_after_reload(lab):
     page = lab.page
     rows = page.locator("#alchemist-sidebar .jp-alchemist-program")
-    assert rows.count() == 5
+    assert rows.count() == N
     for i in range(rows.count()):
         name = rows.nth(i).get_attribute("data-name")
         assert rows.nth(i).locator(".jp-alchemist-name").get_attribute("title").startswith(name)
@@ -110,7 +122,7 @@ def test_sidebar_names_have_tooltips_and_it_stays_open_after_reload(lab):
     page.reload()
     lab.open()
     page.locator("#alchemist-sidebar").wait_for(state="visible", timeout=30_000)
-    assert page.locator("#alchemist-sidebar .jp-alchemist-program").count() == 5
+    assert page.locator("#alchemist-sidebar .jp-alchemist-program").count() == N
     # closed by the user: closed after the next reload too
     page.evaluate("() => window.jupyterapp.shell.collapseRight()")
     page.wait_for_timeout(300)
@@ -159,13 +171,13 @@ def test_notebook7_shows_the_panel_and_the_sidebar(lab):
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         matrix = page.locator(".alc-widget table.alchemist-matrix").first
         matrix.wait_for(state="visible", timeout=180_000)
-        assert matrix.locator("tbody tr").count() == 5
+        assert matrix.locator("tbody tr").count() >= 5
         page.get_by_role("menuitem", name="View", exact=True).click()
         page.locator(".lm-Menu-itemLabel", has_text="Right Sidebar").hover()
         page.locator(".lm-Menu-itemLabel", has_text="Show Alchemist programs").click()
         rows = page.locator("#alchemist-sidebar .jp-alchemist-program")
         rows.first.wait_for(state="visible", timeout=60_000)
-        assert rows.count() == 5
+        assert rows.count() >= 5
         assert all(c["ratio"] >= AA for c in contrast(page.locator(".alc-widget .alc-panel").first, "td, th"))
         page.screenshot(path=ARTIFACTS / "notebook7.png")
     finally:
