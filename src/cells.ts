@@ -210,20 +210,22 @@ export function insertProgramCells(
   keptIds.push(...elsewhere.map(c => c.cell_id));
   keptNames.push(...elsewhereNames);
   const fresh = message.programs.filter(p => !keptNames.includes(p.name));
+  // Inside a transaction `nb.cells` is not updated yet: track the cell ids here.
+  const ids = nb.cells.map(c => c.id);
   nb.transact(() => {
-    for (const i of stale.reverse()) {
+    for (const i of [...stale].sort((a, b) => b - a)) {
       nb.deleteCell(i);
+      ids.splice(i, 1);
     }
     // In the order of the run's programs: a kept (edited) cell stays where it is and the fresh
     // cells go around it, so re-running the magic does not reorder the programs.
-    const magicAt = () => nb.cells.findIndex(c => c.id === message.cell_id);
-    let at = magicAt() + 1;
+    let at = ids.indexOf(message.cell_id) + 1;
     for (const p of message.programs) {
       if (elsewhereNames.includes(p.name)) {
         continue; // its cell stays where the user put it
       }
       const keptAt = keptNames.includes(p.name)
-        ? nb.cells.findIndex(c => c.id === keptIds[keptNames.indexOf(p.name)])
+        ? ids.indexOf(keptIds[keptNames.indexOf(p.name)])
         : -1;
       if (keptAt >= 0) {
         if (keptAt >= at) {
@@ -231,7 +233,7 @@ export function insertProgramCells(
         }
         continue;
       }
-      nb.insertCell(at, {
+      const added = nb.insertCell(at, {
         cell_type: 'code',
         source: p.cell,
         outputs: [],
@@ -247,6 +249,7 @@ export function insertProgramCells(
           }
         }
       });
+      ids.splice(at, 0, added.id);
       at += 1;
     }
   });

@@ -76,6 +76,8 @@ function onCommOpen(
   } else if (data.kind === 'remove' && nb) {
     const edit = data as unknown as IProgramEdit;
     removeProgramCells(nb, edit.task, edit.name, edit.cell_id);
+  } else if (data.kind === 'sync-request') {
+    syncNow.get(panel)?.();
   } else if (data.kind === 'marker' && nb) {
     const edit = data as unknown as IProgramEdit;
     setMarkerLine(nb, edit.task, edit.name, edit.cell_id, edit.line ?? '');
@@ -90,9 +92,16 @@ function onCommOpen(
  * whenever cells are deleted, moved or inserted, so its program set follows the notebook.
  * Sent only when the list of program cells changed since the last time.
  */
+const syncNow = new WeakMap<NotebookPanel, () => void>();
+
 function watchCells(panel: NotebookPanel): void {
   let last = '';
   let timer: ReturnType<typeof setTimeout> | null = null;
+  // the kernel asks for the cells (`sync-request`, e.g. after loading a task in a fresh kernel)
+  syncNow.set(panel, () => {
+    last = '';
+    sync();
+  });
   const sync = () => {
     timer = null;
     const nb = panel.model?.sharedModel;

@@ -13,6 +13,7 @@ The kernel cannot wait for the frontend inside a cell, so every message is a fir
 - ``"remove"``: ``{"kind", "task", "name", "cell_id"}``: delete the program's cell(s).
 - ``"marker"``: ``{"kind", "task", "name", "cell_id", "line"}``: replace the first line of the
   program's cell (``%alchemist disable`` adds ``--disabled`` there, ``enable`` takes it away).
+- ``"sync-request"``: answer with a ``sync`` now (a task loaded in a fresh kernel learns its cells).
 - ``"stats"``: ``{"kind", "task", "label_model", "programs": [{"name", "id", "coverage",
   "accuracy", "conflicts", "faults", "invalid", "status"}], "cost": {...}}``. The extension keeps
   it in the notebook metadata (``alchemist.tasks[task]``) for the sidebar.

@@ -655,6 +655,7 @@ class Alchemist(Magics):
             missing = session.workbench.load()
         session.order = [e.get("name") for e in entries]
         self.sessions[task], self.last = session, task
+        send(self.shell, {"kind": "sync-request"})  # the extension answers with the cells: binds them
         self.shell.user_ns["_alchemist"] = session
         if session.workbench.programs:
             self.refresh(session)

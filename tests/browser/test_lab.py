@@ -216,6 +216,12 @@ def test_restart_then_one_program_cell_loads_the_task(notebook):
     output = notebook.output(first)
     assert "loaded task spam from " in output and "each verified by its hash" in output
     assert notebook.assert_kernel_is_notebook() == expected
+    # the loaded task knows its cells (the extension answered its sync-request): deleting one that
+    # never ran in this kernel unregisters its program
+    last = max(i for i, c in enumerate(notebook.cells()) if c["source"].startswith("%%alchemist_program spam "))
+    assert last != first
+    notebook.delete_cell(last)
+    assert notebook.assert_kernel_is_notebook() == expected[:-1]
 
 
 def test_moving_cells_and_a_program_that_already_has_a_cell(notebook):
