@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
 from labsession import MAGIC, NOTEBOOK, LabServer, Notebook, chromium, launch_browser  # noqa: E402
-from panelcheck import contrast, layout, panel, run_task, set_theme  # noqa: E402
+from panelcheck import add_program_cell, contrast, layout, panel, run_task, set_theme  # noqa: E402
 
 
 def notebook7(browser, server, out: Path) -> None:
@@ -69,6 +69,7 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         notebook = Notebook(page, server).open()
         run_task(notebook, MAGIC)
+        add_program_cell(notebook, MAGIC)  # one failing program, to show how it reads
         layout(page)
         view = panel(notebook, MAGIC)
         view.evaluate("node => node.closest('.jp-Cell').scrollIntoView({block: 'start'})")

@@ -97,3 +97,19 @@ def layout(page, width: int = 1280, height: int = 900) -> None:
     page.evaluate("() => window.jupyterapp.shell.activateById('alchemist-sidebar')")
     page.locator("#alchemist-sidebar").wait_for(state="visible")
     page.wait_for_timeout(500)
+
+
+# A program that raises on some rows: a failing status, a problem line and a red sidebar row.
+FAULTY = ("%%alchemist_program spam boom\ndef boom(text):\n"
+          "    return 1 if 'check' in text.lower() else (1 // 0 if 'love' in text.lower() else -1)\n")
+
+
+def add_program_cell(notebook, magic: int, text: str = FAULTY) -> int:
+    """Append a program cell (after the extension inserted its cells) and run it; returns its index."""
+    page = notebook.page
+    page.wait_for_function(f"() => window.jupyterapp.shell.currentWidget.content.widgets.length > {magic + 1}")
+    index = len(notebook.cells())
+    page.evaluate("([i, text]) => window.jupyterapp.shell.currentWidget.content.model.sharedModel"
+                  ".insertCell(i, {cell_type: 'code', source: text})", [index, text])
+    notebook.run(index)
+    return index

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from labsession import DATA, MAGIC, LabServer, Notebook, chromium, launch_browser
-from panelcheck import clipping, contrast, layout, panel, run_task, set_theme
+from panelcheck import add_program_cell, clipping, contrast, layout, panel, run_task, set_theme
 
 if chromium() is None:
     pytest.skip("no Chromium at /usr/bin/chromium: apt-get install -y chromium (scripts/setup.sh does it as root)",
@@ -20,8 +20,6 @@ if not (DATA / "train.json").is_file():
 ARTIFACTS = Path(__file__).parent / "artifacts"
 AA = 4.5
 N = 6  # 5 written programs and FAULTY
-FAULTY = ("%%alchemist_program spam boom\ndef boom(text):\n"
-          "    return 1 if 'check' in text.lower() else (1 // 0 if 'love' in text.lower() else -1)\n")
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +31,7 @@ def lab(tmp_path_factory):
         notebook = Notebook(page, server).open()
         try:
             run_task(notebook, MAGIC)
-            # one program that raises on some rows: a failing row in the matrix and the sidebar
-            page.wait_for_function(f"() => window.jupyterapp.shell.currentWidget.content.widgets.length > {MAGIC + 1}")
-            index = len(notebook.cells())
-            page.evaluate("([i, text]) => window.jupyterapp.shell.currentWidget.content.model.sharedModel"
-                          ".insertCell(i, {cell_type: 'code', source: text})", [index, FAULTY])
-            notebook.run(index)
+            add_program_cell(notebook, MAGIC)  # a program that raises on some rows: a failing one
             layout(page)
             yield notebook
         finally:
