@@ -8,11 +8,12 @@ from .apply import apply_programs, default_workers
 from .isolation import describe_isolation, isolation_report
 from .results import ApplyResult, ProgramRun, ok_message
 from .smoke import smoke_test
-from .snorkel_compat import to_snorkel_lfs
+from .snorkel_compat import from_snorkel, is_labeling_function, to_snorkel_lfs
 
 __all__ = [
     "ABSTAIN", "FAULT", "INVALID", "NOT_RUN", "DEFAULT_ALLOWED_IMPORTS", "ApplyResult", "CheckResult",
     "Extraction", "LabelSpace", "OutputCache", "Program", "ProgramRun", "apply_programs", "check_program",
     "default_workers", "describe_isolation", "isolation_report", "ok_message",
     "extract_programs", "find_entry", "fingerprint_inputs", "smoke_test", "to_label_matrix", "to_snorkel_lfs",
+    "from_snorkel", "is_labeling_function",
 ]
