@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from alchemist_magics import TaskSpec, Workbench  # noqa: E402
 from alchemist_magics.data import load_wrench  # noqa: E402
 from alchemist_magics.llm import CostMeter, LLMClient, generate_programs, select_exemplars  # noqa: E402
-from alchemist_magics.llm.dedup import duplicates_by_output, silent_programs  # noqa: E402
+from alchemist_magics.llm.dedup import duplicates_by_output, silent_programs, uninformative_programs  # noqa: E402
 
 DATA = Path(os.environ.get("ALCHEMIST_DATA", ROOT.parent / "shared" / "data"))
 TASKS = {
@@ -55,6 +55,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class _Skipped(Exception):
+    pass
 
 
 class LlamaServer:
@@ -129,7 +133,17 @@ def dedup(wb: Workbench) -> list[str]:
     return gone
 
 
-def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: Path, log: Path | None) -> dict:
+def drop_uninformative(wb: Workbench) -> list[str]:
+    """Remove programs whose votes are no better than the class prior on the labeled dev rows."""
+    dev = wb.datasets["dev"]
+    found = uninformative_programs(wb.matrix("dev"), dev.labels, [p.name for p in wb.programs])
+    for u in found:
+        wb.remove(u.name)
+    return [str(u) for u in found]
+
+
+def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: Path, log: Path | None,
+                repair_rounds: int = 1) -> dict:
     task = TASKS[name]
     splits = load_wrench(DATA / name)
     train, dev, test = splits["train"], splits["valid"], splits["test"]
@@ -162,15 +176,21 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     out["programs_kept"] = len(wb.programs)
     out["added"] = len(added)
     out["llm_only"] = scores(wb) if wb.programs else None
+    out["uninformative_removed"] = drop_uninformative(wb)
+    out["llm_only_informative"] = scores(wb) if wb.programs else None
     # One repair round with the LLM: weak programs rewritten from their stats and wrong dev rows.
     t1 = time.monotonic()
     try:
+        if repair_rounds < 1:
+            raise _Skipped
         repaired = wb.repair(client)
         if repaired:
             wb.apply(progress=False)
             dedup(wb)
         out["repaired"] = len(repaired)
         out["llm_after_repair"] = scores(wb) if wb.programs else None
+    except _Skipped:
+        out["repaired"] = "skipped (--repair-rounds 0)"
     except Exception as error:  # noqa: BLE001 - report, keep the other numbers
         out["repair_error"] = f"{type(error).__name__}: {error}"
     out["repair_s"] = round(time.monotonic() - t1, 1)
@@ -187,6 +207,7 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     wb_b.add_all(list(synth) + llm_programs)
     wb_b.apply(progress=False)
     dedup(wb_b)
+    drop_uninformative(wb_b)
     out["llm_plus_synth"] = scores(wb_b)
     # A re-run of the same generation is served from the cache: no request at all.
     rerun_meter = CostMeter()
@@ -209,6 +230,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repair-rounds", type=int, default=1, choices=[0, 1])
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--work", default=None, help="folder for the cache and workbenches (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -226,7 +248,8 @@ def main(argv=None) -> dict:
             result["server"] = {"cmd": " ".join(server.cmd), "start_s": round(time.monotonic() - started, 1)}
         base_url = server.base_url if server else args.base_url
         for name in args.datasets.split(","):
-            row = run_dataset(name, base_url, args.n, args.seed, work / "cache", work / "wb", log)
+            row = run_dataset(name, base_url, args.n, args.seed, work / "cache", work / "wb", log,
+                              repair_rounds=args.repair_rounds)
             result["datasets"][name] = row
             print(f"{name}: {row['programs_kept']} programs kept of {args.n} requested "
                   f"({row['programs_generated']} generated, {len(row['failures'])} failed requests, "
