@@ -87,8 +87,10 @@ class Supervisor:
             if not isinstance(report, dict) or report.get("isolation") not in ("os", "audit-hook only"):
                 raise ProtocolError("malformed isolation report")
         except (EOFError, ProtocolError, OSError) as exc:
-            self._kill()
-            raise SupervisorDied(f"the sandbox supervisor did not start ({exc or type(exc).__name__})") from None
+            code = self._kill()
+            why = str(exc) or ("it ended before its start-up report" if isinstance(exc, EOFError) else type(exc).__name__)
+            raise SupervisorDied(f"the sandbox supervisor did not start ({why}; exit code {code}); "
+                                 f"its errors went to this process's stderr") from None
         self.report = report
 
     def alive(self) -> bool:
