@@ -404,3 +404,18 @@ def test_missing_texts_dropped_or_empty(ip, capsys):
     for how, rows in (("drop", 19), ("empty", 20)):
         dataset = m._dataset(ip.user_ns["nan_df"], "nan_df", "text", None, ["ham", "spam"], missing=how)
         assert len(dataset) == rows
+
+
+def test_load_without_the_data_says_what_to_run(ip, offline, capsys):
+    registered = ip.magics_manager.registry["Alchemist"]
+    fresh = Alchemist(shell=ip)
+    fresh.root, fresh.api_key_env = registered.root, "ALCHEMIST_TEST_NO_SUCH_KEY"
+    df = ip.user_ns.pop("df")
+    try:
+        with pytest.raises(AlchemistError, match=r"could not load task spam \(its %%alchemist line: spam -d df .*"
+                                                 r"no variable 'df' in the notebook \(run the cells that define"):
+            fresh.alchemist_line("load spam")
+        with pytest.raises(AlchemistError, match="nothing recorded for task 'nosuch'"):
+            fresh.alchemist_line("load nosuch")
+    finally:
+        ip.user_ns["df"] = df

@@ -648,8 +648,12 @@ class Alchemist(Magics):
             if quiet:
                 return None
             raise AlchemistError(f"nothing recorded for task {task!r} under {self.root}: run its %%alchemist cell")
-        args = _cell_parser().parse_args(shlex.split(meta["line"]))
-        session, _ = self._make_session(args, meta.get("description", ""), meta["line"])
+        try:
+            args = _cell_parser().parse_args(shlex.split(meta["line"]))
+            session, _ = self._make_session(args, meta.get("description", ""), meta["line"])
+        except AlchemistError as e:
+            raise AlchemistError(f"could not load task {task} (its %%alchemist line: {meta['line']}): {e} "
+                                 "(run the cells that define its data first)") from None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             missing = session.workbench.load()
