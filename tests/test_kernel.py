@@ -172,6 +172,10 @@ def test_the_notebook_is_the_source_of_truth(kernel):
     reply, messages = execute(kernel, old_text, cell_id="old1", metadata=stale)
     assert text_of(messages).strip().startswith("not registered: this cell was replaced by a newer run")
     assert program_names(kernel) == programs
+    # an unedited cell of another %%alchemist cell of the task is not this magic's to replace: registered
+    other = {"alchemist": {**stale["alchemist"], "source_cell": "another-magic"}}
+    reply, messages = execute(kernel, old_text, cell_id="other1", metadata=other)
+    assert f"\nunchanged {names[1]} (" in text_of(messages)
     # the same cell edited by the user (the hash no longer matches): registered
     changed = old_text.rstrip() + "  # mine\n"
     reply, messages = execute(kernel, changed, cell_id="old1", metadata=stale)

@@ -731,7 +731,9 @@ class Alchemist(Magics):
             return ("not registered: this cell is no longer in the notebook (it was deleted or replaced); "
                     "the kernel's programs follow the notebook's cells")
         code = request_code(self.shell)
+        # a cell an older run of *this* magic cell made, unedited: the extension replaces it
         if (meta.get("run") and session.run and meta["run"] != session.run
+                and meta.get("source_cell") == session.magic_cell
                 and code is not None and text_hash(code) == meta.get("source_hash")):
             return ("not registered: this cell was replaced by a newer run of its %%alchemist cell "
                     "(the kernel has that run's programs); run the new cells")
