@@ -245,6 +245,7 @@ def test_line_subcommands(ip, offline, capsys):
     cost = ip.user_ns["cost"]
     assert cost["requests"] == 0 and cost["spent_usd"] == 0 and cost["zero_shot_rows"] == 300
     assert cost["zero_shot_usd"] > 0 and cost["ratio"] is None
+    assert repr(cost).startswith("Cost: spent $0.0000 so far") and "zero-shot" in repr(cost)
     ip.run_cell("config = %alchemist config")
     assert ip.user_ns["config"]["api_key_env"] == "ALCHEMIST_TEST_NO_SUCH_KEY"
     result, out = run(ip, capsys, "%alchemist zeroshot")
@@ -337,7 +338,8 @@ def test_stats_message_is_plain_json(ip, offline):
     assert list(rows) == [p.name for p in session.programs]
     assert rows[first]["accuracy"] is None and rows[first]["coverage"] == pytest.approx(table.loc[first, "Coverage"])
     assert message["cost"] == {"spent_usd": 0.0, "estimate_usd": None, "budget_usd": None, "zero_shot_usd": None,
-                               "ratio": None, "requests": 2, "cache_hits": None}
+                               "ratio": None, "requests": 2, "cache_hits": None, "cost_text": None,
+                               "unknown_cost_requests": None}
     assert send_stats(ip, message) is False  # no kernel: nothing to send to
 
 

@@ -43,7 +43,8 @@ CELL_MAGIC = "alchemist_program"
 # analysis column -> stats key; the cost keys the sidebar shows
 STATS_COLUMNS = {"Coverage": "coverage", "Emp. Acc.": "accuracy", "Conflicts": "conflicts",
                  "Faults": "faults", "Invalid": "invalid", "Status": "status", "Problem": "problem"}
-COST_KEYS = ("spent_usd", "estimate_usd", "budget_usd", "zero_shot_usd", "ratio", "requests", "cache_hits")
+COST_KEYS = ("spent_usd", "estimate_usd", "budget_usd", "zero_shot_usd", "ratio", "requests", "cache_hits",
+             "cost_text", "unknown_cost_requests")
 
 
 def program_cell(task: str, program: Program) -> str:

@@ -35,7 +35,7 @@ from ..task import TaskSpec
 from ..workbench import Workbench
 from .comm import (CELL_MAGIC, cell_id, listen, program_cell, request_code, request_metadata, send,
                    send_program_cells, send_stats, stats_message, text_hash)
-from .panel import Panel, write_labels
+from .panel import CostReport, Panel, write_labels
 
 
 class AlchemistError(Exception):
@@ -825,10 +825,7 @@ class Alchemist(Magics):
         return table
 
     def _cmd_cost(self, session, args):
-        cost = self.cost(session)
-        spent = cost.get("by_purpose") or {}
-        lines = {f"spent on {purpose}": usd for purpose, usd in spent.items()}
-        return pd.Series({**cost, **lines}, name="cost", dtype=object)
+        return CostReport(self.cost(session))
 
     def _cmd_zeroshot(self, session, args):
         dev = session.workbench.datasets.get("dev")
