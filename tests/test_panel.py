@@ -151,10 +151,13 @@ def test_every_update_resends_the_static_snapshot_in_a_real_kernel(tmp_path):
 
 
 def test_the_extension_carries_the_same_panel_rules():
-    """style/panel.css (the JupyterLab extension's copy, for untrusted notebooks) = the inlined rules."""
+    """The JupyterLab extension imports the panel's own stylesheet (one file, for untrusted notebooks),
+    and the built extension carries its rules."""
     repo = Path(__file__).resolve().parents[1]
-    copy = (repo / "style" / "panel.css").read_text().split("\n", 1)[1]
-    assert copy == panel_module.CSS
-    assert "panel.css" in (repo / "style" / "index.js").read_text()
+    for entry in ("index.js", "index.css"):
+        assert "../alchemist_magics/notebook/panel.css" in (repo / "style" / entry).read_text()
+    built = repo / "alchemist_magics" / "labextension" / "static"
+    assert any(".alc-snapshot" in f.read_text(errors="ignore") for f in built.glob("*.js"))
+    copy = panel_module.CSS
     # the two outputs of one panel: the snapshot hides beside a live widget, a dead widget beside a snapshot
     assert ".jp-OutputArea:has(.alc-widget) .jp-OutputArea-child:has(.alc-snapshot)" in copy
