@@ -263,3 +263,13 @@ def test_timeouts_without_a_budget_are_still_counted(fake_server, make_client):
     assert result.ok and result.attempts == 2
     s = client.meter.summary()
     assert s["unbilled_attempts"] == 1 and s["unaccounted_usd"] > 0 and s["unaccounted_tokens"] > 0
+
+
+def test_the_limiter_carries_over_between_batches(fake_server, tmp_path):
+    fake_server.latency_s = 0.05
+    client = _client(fake_server, tmp_path, base_url=fake_server.base_url.replace("127.0.0.1", "localhost"))
+    client.complete_many([Request(MSG, sample=i) for i in range(12)])
+    learned = client.limiter.limit
+    limiter = client.limiter
+    client.complete_many([Request(MSG, sample=100 + i) for i in range(4)])
+    assert client.limiter is limiter and learned > 1

@@ -452,7 +452,10 @@ class LLMClient:
             start_at = self.config.concurrency or (1 if self.local else 4)
             maximum = self.config.concurrency if not self.config.adaptive and self.config.concurrency \
                 else max(self.config.max_concurrency, start_at)
-            self.limiter = AdaptiveLimiter(start_at, maximum, adaptive=self.config.adaptive)
+            if self.limiter is None or self.limiter.maximum != maximum:
+                # One limiter per client: what it learned about the server carries over to the
+                # next batch (the repair round after the generation, say).
+                self.limiter = AdaptiveLimiter(start_at, maximum, adaptive=self.config.adaptive)
             workers = max(1, min(maximum, len(todo)))
             lock = threading.Lock()
 
