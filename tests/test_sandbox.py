@@ -79,10 +79,26 @@ def test_cache_reapplies_only_edited_programs(tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp"))
 
 
-def test_failed_runs_are_not_cached(tmp_path):
+HANGS = "def g(x):\n    while True:\n        pass\n"
+
+
+def test_failed_runs_keep_their_outcome_not_their_codes(tmp_path):
     cache = OutputCache(tmp_path)
-    apply_programs(["def g(x):\n    while True:\n        pass\n"], TEXTS, LS, cache=cache, time_limit_s=0.3, progress=False)
-    assert len(cache) == 0
+    first = apply_programs([HANGS], TEXTS, LS, cache=cache, time_limit_s=0.3, progress=False).runs[0]
+    assert first.status == "timeout" and not first.cached
+    assert len(cache) == 0 and len(list(tmp_path.glob("*.outcome"))) == 1  # no codes, one outcome
+    again = apply_programs([HANGS], TEXTS, LS, cache=cache, time_limit_s=0.3, progress=False).runs[0]
+    assert again.cached and (again.status, again.message) == (first.status, first.message)
+    # another limit, another source or other data: run again
+    assert not apply_programs([HANGS], TEXTS, LS, cache=cache, time_limit_s=0.4, progress=False).runs[0].cached
+    edited = HANGS.replace("pass", "x = 1")
+    assert not apply_programs([edited], TEXTS, LS, cache=cache, time_limit_s=0.3, progress=False).runs[0].cached
+    assert not apply_programs([HANGS], TEXTS[:-1], LS, cache=cache, time_limit_s=0.3, progress=False).runs[0].cached
+    # a tampered outcome is a counted miss, never trusted
+    for path in tmp_path.glob("*.outcome"):
+        path.write_text('{"key": "x", "status": "ok", "message": "", "runtime_s": 0}')
+    rerun = apply_programs([HANGS], TEXTS, LS, cache=cache, time_limit_s=0.3, progress=False).runs[0]
+    assert not rerun.cached and rerun.status == "timeout" and cache.corrupt >= 1
 
 
 def test_fingerprint_changes_with_content():

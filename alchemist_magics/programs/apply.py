@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .cache import OutputCache, fingerprint_inputs
+from .cache import FAILED_STATUSES, OutputCache, fingerprint_inputs
 from .check import check_program, find_entry
 from .isolation import isolation_report, warn_once
 from .labels import ABSTAIN, NOT_RUN, LabelSpace, to_label_matrix
@@ -51,7 +51,8 @@ def apply_programs(
         inputs: one entry per row, exactly what the program function receives (a str, or a read-only
             row object for several input columns).
         label_space: normalises outputs (see :class:`LabelSpace`).
-        cache: an :class:`OutputCache`; hits skip the run, ``ok`` runs are stored.
+        cache: an :class:`OutputCache`; hits skip the run, ``ok`` runs are stored, and so are the
+            outcomes of failed runs (timeout, crash, ...) under the same time and memory limits.
         dataset_fingerprint: identifies ``inputs`` for the cache; computed from them when omitted.
         workers: concurrent child processes (default: usable CPUs).
         time_limit_s: wall-clock limit per program run (all rows); past it the child is killed.
@@ -84,15 +85,25 @@ def apply_programs(
             if codes is not None:
                 runs[j] = ProgramRun(program, "ok", ok_message(codes), codes, cached=True)
                 continue
+            failed = cache.get_outcome(program, fingerprint, label_space, time_limit_s, memory_limit_mb)
+            if failed is not None:  # the same source, data and limits failed before: not run again
+                status, message, runtime_s = failed
+                runs[j] = ProgramRun(program, status, message, np.full(n, NOT_RUN, np.int8), runtime_s, cached=True)
+                continue
         todo.append((j, entry))
     report = None
     if todo:
+        lost: set[int] = set()  # programs that were running when a supervisor died
         report = _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s,
-                                    memory_limit_mb, workers or default_workers(), progress)
+                                    memory_limit_mb, workers or default_workers(), progress, lost)
         if cache is not None:
             for j, _ in todo:
-                if runs[j].status == "ok":
-                    cache.put(runs[j].program, fingerprint, label_space, runs[j].codes)
+                run = runs[j]
+                if run.status == "ok":
+                    cache.put(run.program, fingerprint, label_space, run.codes)
+                elif run.status in FAILED_STATUSES and j not in lost:
+                    cache.put_outcome(run.program, fingerprint, label_space, time_limit_s, memory_limit_mb,
+                                      run.status, run.message, run.runtime_s)
     report = report or shared_supervisor().report or _local_report()
     warn_once(report)
     L = np.full((n, m), ABSTAIN, dtype=np.int8)
@@ -113,8 +124,9 @@ def _local_report() -> dict:
 
 
 def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s, memory_limit_mb,
-                       workers, progress) -> dict:
-    """Hand the jobs to the supervisor; fill ``runs``; the isolation report of the supervisor that ran them."""
+                       workers, progress, lost: set) -> dict:
+    """Hand the jobs to the supervisor; fill ``runs`` (and ``lost`` with the programs a supervisor death
+    cost); the isolation report of the supervisor that ran them."""
     from tqdm.auto import tqdm
 
     n = len(inputs)
@@ -144,6 +156,7 @@ def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, t
                     j = remaining[i][0]
                     runs[j] = ProgramRun(programs[j], "crashed", f"the sandbox supervisor died while this program ran ({died})",
                                          np.full(n, NOT_RUN, np.int8))
+                    lost.add(j)
                 done = died.running | died.reported
                 finished += len(done)
                 remaining = [job for i, job in enumerate(remaining) if i not in done]

@@ -1,12 +1,15 @@
 """On-disk cache of program outputs, keyed by (program source, dataset, label space).
 
-Only complete, successful runs are stored (a timeout or memory failure can depend on machine load).
-Values are the raw per-row int8 codes, one ``<key>.codes`` file per key (a header binding it to its
-key and the codes' sha256, then the codes), fsync'd and renamed into place.
+Successful runs store their raw per-row int8 codes, one ``<key>.codes`` file per key (a header
+binding it to its key and the codes' sha256, then the codes). A run that failed (timeout, memory
+limit, crash, load error, raised on every row) stores its *outcome* in ``<key>.outcome`` (JSON bound
+to its key), keyed also by the time and memory limits: it is not re-run until its source, the data
+or a limit changes. Every file is fsync'd and renamed into place.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import struct
@@ -38,6 +41,11 @@ def fingerprint_inputs(inputs: Sequence) -> str:
         h.update(repr(row).encode("utf-8", "surrogatepass") + b"\0")
     return h.hexdigest()[:32]
 
+
+# Failed runs whose outcome is kept (a run lost to a supervisor death is not: that is not the program's doing).
+FAILED_STATUSES = ("faulted", "load_error", "timeout", "memory_limit", "crashed")
+MAX_MESSAGE = 1000
+MAX_OUTCOME_BYTES = 4096
 
 _MAGIC = b"ALCODES1"
 _HEADER = struct.Struct("<8s32s32sQ")  # magic, key (hex), sha256 of the codes, number of rows
@@ -142,6 +150,39 @@ class OutputCache:
         body = np.ascontiguousarray(codes, dtype=np.int8).tobytes()
         header = _HEADER.pack(_MAGIC, key.encode(), hashlib.sha256(body).digest(), len(body))
         atomic_write_bytes(self._path(key), header + body)
+
+    # -- outcomes of failed runs ---------------------------------------------------------------
+    def _outcome_path(self, program, fingerprint, label_space, time_limit_s, memory_limit_mb) -> tuple[str, Path]:
+        base = self._key(program, fingerprint, label_space)
+        key = hashlib.sha256(f"{base}\0{float(time_limit_s)!r}\0{memory_limit_mb!r}".encode()).hexdigest()[:32]
+        return key, self.directory / f"{key}.outcome"
+
+    def get_outcome(self, program: Program, fingerprint: str, label_space: LabelSpace, time_limit_s: float,
+                    memory_limit_mb: int | None) -> tuple[str, str, float] | None:
+        """``(status, message, runtime_s)`` of a stored failed run under the same limits, or None."""
+        key, path = self._outcome_path(program, fingerprint, label_space, time_limit_s, memory_limit_mb)
+        data = _read_regular(path, MAX_OUTCOME_BYTES)
+        if data is None:
+            return None
+        try:
+            entry = json.loads(data.decode("utf-8"))
+            status, message, runtime_s = entry["status"], entry["message"], float(entry["runtime_s"])
+            if (entry.get("key") != key or status not in FAILED_STATUSES or not isinstance(message, str)
+                    or not 0 <= runtime_s < 1e7):
+                raise ValueError("foreign or malformed entry")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+            self.corrupt += 1
+            return None
+        return status, message, runtime_s
+
+    def put_outcome(self, program: Program, fingerprint: str, label_space: LabelSpace, time_limit_s: float,
+                    memory_limit_mb: int | None, status: str, message: str, runtime_s: float) -> None:
+        """Store a failed run's outcome (``status`` one of :data:`FAILED_STATUSES`)."""
+        if status not in FAILED_STATUSES:
+            raise ValueError(f"only failed runs store an outcome, not {status!r}")
+        key, path = self._outcome_path(program, fingerprint, label_space, time_limit_s, memory_limit_mb)
+        entry = {"key": key, "status": status, "message": message[:MAX_MESSAGE], "runtime_s": float(runtime_s)}
+        atomic_write_bytes(path, json.dumps(entry).encode("utf-8"))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*.codes"))
