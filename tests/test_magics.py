@@ -366,6 +366,9 @@ def test_time_limit_per_program_cell(ip, offline, capsys):
     assert time.monotonic() - start < 15
     assert table.loc["hangs", "status"] == "timeout" and (table.drop(index="hangs")["status"] == "ok").all()
     assert list(table.index) == before + ["hangs"] and wb.matrix("train").shape[1] == len(before) + 1
+    # a refresh does not wait for it again: its outcome is cached with its source, data and limit
+    again = wb.apply(progress=False)
+    assert again.loc["hangs", "status"] == "timeout" and again["cached"].all()
     wb.remove("hangs")
     del wb.time_limits["hangs"]
     run(ip, capsys, "%alchemist apply")
