@@ -496,6 +496,28 @@ class Workbench:
         return [p for p in repaired if self.add(p)]
 
     # -- distillation ---------------------------------------------------------------------------
+    def guard(self, metric: str = "accuracy"):
+        """The label model against the simplest alternative, on the dev rows: its predictions there
+        beside TF-IDF + logistic regression cross-validated on the same rows (``aggregate.guard``).
+
+        Returns a ``GuardReport`` whose ``message`` says plainly which is better. The programs were
+        written from other rows when the workbench has ``labeled`` rows apart from dev (the label
+        model is still chosen on dev, which favours it slightly; the report says so).
+        """
+        from .aggregate.guard import compare_with_baselines
+
+        dev = self._split("dev", labeled=True)
+        known = dev.labels >= 0
+        if known.sum() < 10 or len(set(dev.labels[known].tolist())) < 2:
+            raise ValueError("the guard compares on labeled dev rows: it needs at least 10 of them, of 2+ classes")
+        pred = self.predict("dev", uncovered="prior")[known]
+        report = compare_with_baselines([t for t, k in zip(dev.texts, known) if k], dev.labels[known], pred,
+                                        metric=metric, seed=self.seed)
+        report.notes.append("the label model was chosen on these dev rows" + (
+            "; the programs were written from other rows" if self.labeled is not None
+            else "; the programs were also written from them (in-sample)"))
+        return report
+
     def distill(self, model: str = "mlp", *, features="tfidf", uncovered: str | None = None,
                 metric: str = "accuracy", cache_dir=None):
         """Train a small model on the label model's probabilistic labels of train (``distill``).

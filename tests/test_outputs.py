@@ -110,9 +110,9 @@ def test_from_snorkel_says_what_cannot_be_carried():
 
 
 def test_labels_magic_writes_csv(tmp_path, capsys):
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    ip = start_ipython()
+    ip = start_ipython() or get_ipython()  # the test shell is a singleton: another module may have started it
     ip.run_line_magic("load_ext", "alchemist_magics")
     ip.run_line_magic("config", f"Alchemist.root = {str(tmp_path / 'root')!r}")
     ip.run_line_magic("config", "Alchemist.api_key_env = 'ALCHEMIST_TEST_NO_SUCH_KEY'")

@@ -98,3 +98,23 @@ def test_demo_command_runs_end_to_end(tmp_path, capsys):
     assert "8 of 8 programs accepted" in out
     assert "program analysis" in out and "WRENCH's stored label matrix: test" in out
     assert "Emp. Acc." in out and "chosen: " in out
+
+
+def test_guard_compares_the_label_model_with_a_classifier_on_dev(tmp_path):
+    """Workbench.guard: the label model's dev predictions beside TF-IDF LR cross-validated on dev."""
+    rng = np.random.default_rng(0)
+    words = {0: ["song", "love", "great"], 1: ["subscribe", "channel", "check"]}
+    rows = [(" ".join(rng.choice(words[y], 3)) + f" filler{i % 7}", y) for i, y in enumerate(rng.integers(0, 2, 160))]
+    frame = pd.DataFrame(rows, columns=["text", "y"])
+    splits = [from_dataframe(frame.iloc[a:b], "text", "y", classes=["ham", "spam"]) for a, b in ((0, 100), (100, 160))]
+    bench = Workbench(TaskSpec("guard", "spam?", ["ham", "spam"]), splits[0], dev=splits[1], root=tmp_path)
+    bench.add('def spam_words(text):\n    return 1 if "subscribe" in text or "channel" in text else 0\n')
+    bench.apply(progress=False)
+    bench.fit()
+    report = bench.guard()
+    dev = splits[1]
+    expected = float((bench.predict("dev", uncovered="prior") == dev.labels).mean())
+    assert report.pipeline == pytest.approx(expected) and report.rows == len(dev)
+    assert set(report.baselines) == {"TF-IDF LR"} and 0 <= report.baselines["TF-IDF LR"] <= 1
+    assert report.pipeline_is_better == (report.pipeline >= report.baselines["TF-IDF LR"])
+    assert "TF-IDF LR" in report.message and "in-sample" in report.notes[-1]

@@ -544,7 +544,19 @@ class Alchemist(Magics):
         session.run = uuid.uuid4().hex[:12] if session.magic_cell else None
         session.order = [p.name for p in wb.programs]
         self.refresh(session)
+        self._say_guard(session)
         self._show_programs(session, accepted, args.next_cell)
+
+    def _say_guard(self, session: TaskSession) -> None:
+        """One line: the programs against a classifier trained on the labeled dev rows (``Workbench.guard``)."""
+        dev = session.workbench.datasets.get("dev")
+        if dev is not None and dev.has_labels and session.workbench.label_model is not None:
+            try:
+                report = session.workbench.guard()
+            except ValueError as e:
+                print(f"guard: {e}")
+                return
+            print(f"guard: {report.message} ({'; '.join(report.notes)})")
 
     def _make_session(self, args, cell: str, line: str) -> tuple[TaskSession, bool]:
         """The task, its data splits and its (empty) workbench, from the magic's options and body."""
@@ -871,6 +883,7 @@ class Alchemist(Magics):
     def _cmd_labels(self, session, args):
         if session.workbench.label_model is None:
             self.refresh(session)
+        self._say_guard(session)
         return write_labels(session.workbench.labels(args.split, votes=args.votes), args.path)
 
     def _cmd_export(self, session, args):
