@@ -235,6 +235,8 @@ def test_local_cost_reads_tokens_and_time_never_zero_dollars(fake_server, tmp_pa
     text = client.meter.cost_text()
     tokens = client.meter.prompt_tokens + client.meter.completion_tokens
     assert text.startswith(f"local: {tokens} tokens, ") and text.endswith(" s") and "$" not in text
+    seconds = float(text.split(", ")[1][:-2])
+    assert 0 <= seconds <= client.progress.elapsed_s + 0.05  # wall-clock time, not a sum of waits
     assert client.meter.summary()["cost_usd"] is None
     remote = CostMeter()
     with pytest.warns(UserWarning):

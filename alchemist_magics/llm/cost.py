@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -150,6 +151,7 @@ class CostRecord:
     elapsed_s: float = 0.0
     local: bool = False
     usage_fault: str | None = None  # why the reported usage was clamped, when it was
+    ended: float = 0.0  # time.monotonic() when the reply arrived (for wall-clock time)
 
 
 @dataclass
@@ -299,7 +301,7 @@ class CostMeter:
                          f"use; counted as {prompt_tokens}+{completion_tokens}")
         cost = 0.0 if cached else self.prices.cost(model, prompt_tokens, completion_tokens, warn=not local)
         rec = CostRecord(model, 0 if cached else prompt_tokens, 0 if cached else completion_tokens,
-                         cost, cached, purpose, elapsed_s, local, fault)
+                         cost, cached, purpose, elapsed_s, local, fault, time.monotonic())
         with self._cond:
             self.records.append(rec)
             if not cached:
@@ -333,8 +335,9 @@ class CostMeter:
 
     @property
     def elapsed_s(self) -> float:
-        """Seconds spent waiting for replies (summed over requests)."""
-        return sum(r.elapsed_s for r in self.records)
+        """Wall-clock seconds during which at least one billed request was waiting for its reply
+        (overlapping requests count once)."""
+        return busy_seconds(self.records)
 
     def cost_text(self) -> str:
         """The cost as a person should read it: dollars when every price is known; for a local
@@ -362,6 +365,18 @@ class CostMeter:
                 f"{s['prompt_tokens']}+{s['completion_tokens']} tokens, {s['cost_text']})")
 
 
+def busy_seconds(records) -> float:
+    """Length of the union of the records' [reply - elapsed, reply] intervals."""
+    spans = sorted((r.ended - r.elapsed_s, r.ended) for r in records if not r.cached and r.elapsed_s > 0)
+    total, end = 0.0, float("-inf")
+    for start, stop in spans:
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total
+
+
 def _clamp(value, upper: int | None) -> int:
     value = max(0, int(value))
     return value if upper is None else min(value, int(upper))
@@ -378,7 +393,7 @@ def describe_cost(records, spent_usd: float | None = None) -> str:
         return f"${usd:.4f}"
     tokens = sum(r.prompt_tokens + r.completion_tokens for r in billed)
     if all(r.local for r in unknown) and len(unknown) == len(billed):
-        return f"local: {tokens} tokens, {sum(r.elapsed_s for r in billed):.1f} s"
+        return f"local: {tokens} tokens, {busy_seconds(billed):.1f} s"
     models = ", ".join(sorted({r.model for r in unknown}))
     return f"unknown ({tokens} tokens; no price for {models})"
 

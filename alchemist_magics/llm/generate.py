@@ -48,6 +48,7 @@ class GenerationResult:
     # Every candidate program that was left out, with why (also those from replies that gave
     # another program): syntax errors, check failures, cut-off functions, duplicates.
     rejected: list[Failure] = field(default_factory=list)
+    wall_s: float | None = None  # wall-clock seconds the requests took (None: not measured)
 
     @property
     def cost_usd(self) -> float | None:
@@ -71,7 +72,8 @@ class GenerationResult:
             return f"${self.cost_usd:.4f}"
         billed = [c for c in self.completions if not c.cached]
         if billed and all(is_local_endpoint(c.base_url) for c in billed):
-            return f"local: {self.tokens} tokens, {sum(c.elapsed_s for c in billed):.1f} s"
+            seconds = self.wall_s if self.wall_s is not None else max(c.elapsed_s for c in billed)
+            return f"local: {self.tokens} tokens, {seconds:.1f} s"
         return f"unknown ({self.tokens} tokens)"
 
     def __repr__(self) -> str:
@@ -332,8 +334,10 @@ def generate_programs(task: TaskSpec, n: int = 10, client: LLMClient | None = No
                                  reply_tokens=TYPICAL_PROGRAM_REPLY_TOKENS,
                                  max_tokens=max_tokens or client.config.max_tokens, prices=client.meter.prices,
                                  warn=not client.local)
+    started = time.monotonic()
     with client.meter.limit(budget_usd, budget_tokens):
         completions = client.complete_many(requests)
+    wall = time.monotonic() - started
     rejected: list[Failure] = []
     programs, failures = collect(completions, extras, existing, store, similarity, rejected)
-    return GenerationResult(programs, failures, estimate, completions, rejected)
+    return GenerationResult(programs, failures, estimate, completions, rejected, wall)
