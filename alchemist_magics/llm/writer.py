@@ -18,7 +18,11 @@ class LLMWriter:
 
     def __init__(self, client: LLMClient, *, budget_usd: float | None = None, first_sample: int = 0):
         self.client, self.budget_usd, self.first_sample = client, budget_usd, first_sample
-        self.name = client.config.model
+
+    @property
+    def name(self) -> str:
+        """The model's name (asked from the server when none is configured)."""
+        return self.client.model
 
     def write(self, task, labeled, unlabeled, n, seed) -> WriteResult:
         exemplars = (select_exemplars(labeled.texts, labeled.labels, task.classes, seed=seed)
@@ -29,4 +33,4 @@ class LLMWriter:
                            cache_hits=result.cache_hits,
                            estimate_usd=result.estimate.expected_usd if result.estimate else None,
                            note=f"{self.name}: {len(result.programs)} of {n} programs, {result.cache_hits} from the "
-                                f"cache, cost ${result.cost_usd or 0:.4f}")
+                                f"cache, cost {result.cost_text}")
