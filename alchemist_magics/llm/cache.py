@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
-import tempfile
 import warnings
 from pathlib import Path
+
+from ..programs.cache import atomic_write_bytes, read_regular_bytes
 
 
 def request_key(messages: list[dict], model: str, params: dict) -> str:
@@ -27,26 +27,8 @@ def request_key(messages: list[dict], model: str, params: dict) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    """UTF-8 ``text`` written atomically and durably (see ``programs.cache.atomic_write_bytes``)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 MAX_ENTRY_BYTES = 64 * 2**20
@@ -55,22 +37,8 @@ MAX_ENTRY_BYTES = 64 * 2**20
 def read_regular_text(path: Path, limit: int = MAX_ENTRY_BYTES) -> str | None:
     """The UTF-8 text of ``path`` if it is a regular file, reached without following a symlink, of at most
     ``limit`` bytes; ``None`` when it does not exist. Raises ``ValueError`` for anything else."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ValueError(f"{path} cannot be opened safely ({exc.strerror})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path} is not a regular file")
-        if info.st_size > limit:
-            raise ValueError(f"{path} is larger than {limit} bytes")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(limit + 1).decode("utf-8")
-    finally:
-        os.close(fd)
+    data = read_regular_bytes(path, limit)
+    return None if data is None else data.decode("utf-8")
 
 
 def _digest(entry) -> str:

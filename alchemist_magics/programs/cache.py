@@ -51,26 +51,39 @@ _MAGIC = b"ALCODES1"
 _HEADER = struct.Struct("<8s32s32sQ")  # magic, key (hex), sha256 of the codes, number of rows
 
 
-def _read_regular(path: Path, limit: int) -> bytes | None:
-    """The bytes of ``path`` if it is a regular file (never through a symlink) of at most ``limit`` bytes."""
+def read_regular_bytes(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file, reached without following a symlink, of at most
+    ``limit`` bytes; ``None`` when it does not exist. Raises ``ValueError`` for anything else."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
-    except OSError:  # a symlink (ELOOP), a fifo we may not open, permissions: not an entry of ours
-        return b""
+    except OSError as exc:  # a symlink (ELOOP), a fifo we may not open, permissions
+        raise ValueError(f"{path} cannot be opened safely ({exc.strerror})") from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return b""
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path} is larger than {limit} bytes")
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read(limit + 1)
     finally:
         os.close(fd)
 
 
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """:func:`read_regular_bytes`, with anything that is not one of our entries read as ``b""`` (a miss)."""
+    try:
+        return read_regular_bytes(path, limit)
+    except ValueError:
+        return b""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync'd, then ``os.replace``: readers never see half a file."""
+    """Write via a temp file in the same folder (created if missing), fsync'd, then ``os.replace``:
+    readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
