@@ -286,3 +286,18 @@ class Notebook:
     def save(self) -> None:
         self.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
         self.page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+
+
+def require_browser(frontend: str = "jupyterlab", minversion: str | None = None):
+    """Skip the calling test module (at import) unless Chromium, Playwright, ``frontend`` and the youtube
+    data are here; returns ``playwright.sync_api``."""
+    import pytest
+
+    if chromium() is None:
+        pytest.skip("no Chromium at /usr/bin/chromium: apt-get install -y chromium (scripts/setup.sh does it as root)",
+                    allow_module_level=True)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip(frontend, minversion=minversion)
+    if not (DATA / "train.json").is_file():
+        pytest.skip(f"no WRENCH youtube data at {DATA}", allow_module_level=True)
+    return sync_api

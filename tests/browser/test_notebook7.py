@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from labsession import DATA, MAGIC, LabServer, Notebook, chromium, launch_browser
+from labsession import LabServer, MAGIC, Notebook, launch_browser, require_browser
 
-if chromium() is None:
-    pytest.skip("no Chromium at /usr/bin/chromium: apt-get install -y chromium (scripts/setup.sh does it as root)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("notebook", minversion="7")
-if not (DATA / "train.json").is_file():
-    pytest.skip(f"no WRENCH youtube data at {DATA}", allow_module_level=True)
+sync_api = require_browser("notebook", minversion="7")
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
