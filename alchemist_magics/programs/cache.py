@@ -30,10 +30,11 @@ _VERSION = "2"  # bump when the meaning of stored codes changes
 def fingerprint_inputs(inputs: Sequence) -> str:
     """A content hash of the rows a program sees (text, or the row objects' fields and values)."""
     h = hashlib.sha256()
-    if all(type(row) is str for row in inputs):  # the common case, hashed in a few C calls
+    if set(map(type, inputs)) <= {str}:  # the common case, hashed in a few C calls
+        encoded = [row.encode("utf-8", "surrogatepass") for row in inputs]  # (joining str first widens it)
         h.update(b"text")
-        h.update(array("q", map(len, inputs)).tobytes())  # lengths make the joined text unambiguous
-        h.update("".join(inputs).encode("utf-8", "surrogatepass"))
+        h.update(array("q", map(len, encoded)).tobytes())  # lengths make the joined text unambiguous
+        h.update(b"".join(encoded))
         return h.hexdigest()[:32]
     fields = getattr(type(inputs[0]), "_fields", None) if len(inputs) else None
     h.update(repr(fields).encode())

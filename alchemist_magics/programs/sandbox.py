@@ -286,6 +286,7 @@ def _label_rows(fn, inputs, label_space, out, mm):
     """
     k, normalize, invalid, fault = label_space.k, label_space.normalize, INVALID, FAULT
     _type, _int, _set, _map, _MemoryError, _BaseException, describe = type, int, set, map, MemoryError, BaseException, _describe
+    _array, _int8, _OverflowError = np.array, np.int8, OverflowError
     ints = {int}
     first_fault = first_invalid = None
 
@@ -311,9 +312,12 @@ def _label_rows(fn, inputs, label_space, out, mm):
         except _BaseException as exc:  # the row after the last stored value raised
             raised, end = exc, start + len(values)
         if raised is None and _set(_map(_type, values)) == ints:
-            chunk = np.array(values, dtype=np.int64) if max(values) < 2**62 and min(values) > -2**62 else None
+            try:  # one C pass; numpy refuses a Python int outside int8 (-> the slow path)
+                chunk = _array(values, dtype=_int8)
+            except _OverflowError:
+                chunk = None
             if chunk is not None and chunk.min() >= -1 and chunk.max() < k:
-                out[start:end] = chunk.astype(np.int8)
+                out[start:end] = chunk
                 start = end
                 continue
         for i, v in enumerate(values, start):
