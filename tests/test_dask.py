@@ -76,6 +76,9 @@ def test_failures_are_reported_per_partition(client):
     assert [(p["program"], p["partition"], p["status"], p["faults"]) for p in problems] == [
         ("raises", "rows 100-199", "ok", 3), ("runs_out", "rows 100-199", "memory_limit", 3)]
     assert all(p["worker"].startswith("tcp://127.0.0.1:") for p in problems)
+    # each worker's sandbox reports its layers, and the merge keeps the weakest
+    assert {p["isolation"] for p in problems} == {local.isolation}
+    assert dask.isolation == local.isolation and dask.summary()[0]["isolation"] == local.isolation
 
 
 def test_a_partition_that_cannot_load_is_reported_not_lost(client):

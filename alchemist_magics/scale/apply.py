@@ -36,7 +36,8 @@ class PartitionRun:
     """How one program fared on one partition: rows ``start..start+n_rows-1`` of the dataset.
 
     ``status`` is a :class:`ProgramRun` status, or ``task_failed`` when the partition's task itself
-    failed (its loader raised, or the workers running it kept dying); ``worker`` ran it.
+    failed (its loader raised, or the workers running it kept dying); ``worker`` ran it, under
+    ``isolation`` (that worker's sandbox: ``"os"``, ``"audit-hook only"``, or ``"not recorded"``).
     """
 
     program: str
@@ -49,6 +50,7 @@ class PartitionRun:
     invalid: int = 0
     runtime_s: float = 0.0
     worker: str = ""
+    isolation: str = "not recorded"
 
 
 @dataclass
@@ -133,7 +135,16 @@ def apply_programs_dask(
     for j, run in enumerate(runs):
         if run.status == "ok":
             L[:, j] = to_label_matrix(run.codes)
-    return DaskApplyResult(L, runs, part_runs)
+    return DaskApplyResult(L, runs, part_runs, isolation=_weakest_isolation(part_runs))
+
+
+def _weakest_isolation(part_runs: list[PartitionRun]) -> str:
+    """What held on every worker that ran something: ``"os"`` only if it held on all of them."""
+    seen = {p.isolation for p in part_runs if p.status != "task_failed"}
+    for level in ("not recorded", "audit-hook only"):
+        if level in seen:
+            return level
+    return "os" if seen else "not recorded"
 
 
 def _partitions(data, partition_rows: int, fingerprint: str | None, cached: bool) -> tuple[list[Partition], str | None]:
@@ -170,14 +181,14 @@ def _run_on_cluster(client, programs, partitions, starts, label_space, settings,
             i = futures[future]
             part, start = partitions[i], int(starts[i])
             if future.status == "finished":
-                part_codes, statuses, worker = future.result()
+                part_codes, statuses, worker, isolation = future.result()
                 codes[start:start + part.n_rows] = part_codes
                 for col, (program, (status, message, runtime_s)) in enumerate(zip(programs, statuses)):
                     column = part_codes[:, col]
                     slots[i * m + col] = PartitionRun(
                         program.name, part.name, start, part.n_rows, status, message,
                         int(np.count_nonzero(column == FAULT)), int(np.count_nonzero(column == INVALID)),
-                        runtime_s, worker)
+                        runtime_s, worker, isolation)
             else:
                 why = _describe_error(future)
                 for col, program in enumerate(programs):
@@ -207,7 +218,7 @@ def _label_partition(partition: Partition, programs: list[Program], label_space:
         if run.codes is not None:
             codes[:, col] = run.codes
     statuses = [(run.status, run.message, run.runtime_s) for run in result.runs]
-    return codes, statuses, get_worker().address
+    return codes, statuses, get_worker().address, result.isolation
 
 
 def _merge(program: Program, codes: np.ndarray, parts: list[PartitionRun]) -> ProgramRun:
