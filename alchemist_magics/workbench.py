@@ -11,6 +11,7 @@ Programs and provenance are persisted under ``<root>/<task>/`` (``llm.provenance
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -255,8 +256,11 @@ class Workbench:
         return path
 
     # -- application ----------------------------------------------------------------------------
-    def apply(self, progress: bool = True, engine: str = "local", client=None) -> pd.DataFrame:
+    def apply(self, progress: bool = True, engine: str = "local", client=None, on_progress=None) -> pd.DataFrame:
         """Run every program over every split (cached outputs are reused) and return the statuses.
+
+        ``on_progress(split, event)`` (local engine) follows each program through each split
+        (``programs.apply.ProgramProgress``: queued, running with rows done, done with its status).
 
         ``engine="dask"`` partitions the rows across the workers of ``client`` (a
         ``distributed.Client``, a scheduler address, or None for the active client): same sandbox,
@@ -281,7 +285,9 @@ class Workbench:
                     # one sandbox child per task: dask's workers already take the cores
                     result = apply_programs_dask(programs, inputs, self.label_space, client, **common)
                 else:
-                    result = apply_programs(programs, inputs, self.label_space, workers=self.sandbox["workers"], **common)
+                    tell = None if on_progress is None else functools.partial(on_progress, split)
+                    result = apply_programs(programs, inputs, self.label_space, workers=self.sandbox["workers"],
+                                            on_progress=tell, **common)
                 parts.append((positions, result))
             self.results[split] = parts[0][1] if len(parts) == 1 else _merge(parts, len(inputs), len(self.programs))
         return pd.DataFrame(self.results["train"].summary()).set_index("name")

@@ -7,7 +7,8 @@ that were running at that moment a ``crashed`` status, and the others run on a f
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +21,24 @@ from .results import ApplyResult, ProgramRun, ok_message
 from .supervisor import SupervisorDied, shared_supervisor
 
 MAX_SUPERVISOR_DEATHS = 3  # deaths in a row with no program running before apply() gives up
+
+
+@dataclass(frozen=True)
+class ProgramProgress:
+    """Where one program of an :func:`apply_programs` call is (what ``on_progress`` receives).
+
+    ``state``: ``queued`` (it will run), ``running`` (``rows_done`` of ``rows`` so far) or ``done``
+    (``status`` as in the result; ``rows_done``: the rows it ran on; ``cached``: it did not run,
+    its output or its failed outcome came from the cache).
+    """
+
+    index: int  # the program's position in ``programs`` (its column)
+    name: str
+    state: str
+    rows_done: int
+    rows: int
+    status: str | None = None
+    cached: bool = False
 
 
 def default_workers() -> int:
@@ -43,6 +62,7 @@ def apply_programs(
     check: bool = True,
     allowed_imports: set[str] | None = None,
     progress: bool = True,
+    on_progress: Callable[[ProgramProgress], None] | None = None,
 ) -> ApplyResult:
     """Run every program on every input in the sandbox and build the label matrix.
 
@@ -60,6 +80,10 @@ def apply_programs(
         check: run :func:`check_program` first (``False`` only to test the sandbox on its own).
         allowed_imports: import allow-list for the check.
         progress: show a progress bar for runs longer than a second.
+        on_progress: called with a :class:`ProgramProgress` for every program: ``done`` at once for
+            the ones the cache or the check settles, else ``queued``, then ``running`` (when it
+            starts and as its rows get done, at most ten times a second), then ``done``. Called in
+            this thread; an exception it raises is ignored (a display never breaks an apply).
 
     The result's ``isolation`` says which layers contained the programs (see docs/security.md).
     """
@@ -91,11 +115,17 @@ def apply_programs(
                 runs[j] = ProgramRun(program, status, message, np.full(n, NOT_RUN, np.int8), runtime_s, cached=True)
                 continue
         todo.append((j, entry))
+    tell = _teller(on_progress, programs, n)
+    for j, run in enumerate(runs):
+        if run is not None:
+            tell(j, "done", run)
+    for j, _ in todo:
+        tell(j, "queued")
     report = None
     if todo:
         lost: set[int] = set()  # programs that were running when a supervisor died
         report = _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s,
-                                    memory_limit_mb, workers or default_workers(), progress, lost)
+                                    memory_limit_mb, workers or default_workers(), progress, lost, tell)
         if cache is not None:
             for j, _ in todo:
                 run = runs[j]
@@ -113,6 +143,22 @@ def apply_programs(
     return ApplyResult(L, runs, isolation=report["isolation"], layers=dict(report))
 
 
+def _teller(on_progress, programs, n: int):
+    """``tell(j, state, run=None, rows=0)``: one :class:`ProgramProgress` to ``on_progress`` (if any)."""
+    def tell(j: int, state: str, run: ProgramRun | None = None, rows: int = 0) -> None:
+        if on_progress is None:
+            return
+        if run is not None:
+            rows = int((run.codes != NOT_RUN).sum()) if run.codes is not None else 0
+        event = ProgramProgress(j, programs[j].name, state, min(int(rows), n), n,
+                                run.status if run is not None else None, bool(run is not None and run.cached))
+        try:
+            on_progress(event)
+        except Exception:  # noqa: BLE001 - a progress display never costs a program its run
+            pass
+    return tell
+
+
 _report_cache: dict = {}
 
 
@@ -124,7 +170,7 @@ def _local_report() -> dict:
 
 
 def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s, memory_limit_mb,
-                       workers, progress, lost: set) -> dict:
+                       workers, progress, lost: set, tell=None) -> dict:
     """Hand the jobs to the supervisor; fill ``runs`` (and ``lost`` with the programs a supervisor death
     cost); the isolation report of the supervisor that ran them."""
     from tqdm.auto import tqdm
@@ -145,11 +191,15 @@ def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, t
             jobs = [(programs[j], entry) for j, entry in remaining]
             try:
                 report = supervisor.ensure_started()
+                current = remaining
+                on_job = None if tell is None else (lambda i, rows: tell(current[i][0], "running", rows=rows))
                 for i, status, message, codes, runtime_s in supervisor.run(
                         fingerprint, inputs, jobs, label_space, time_limit_s, memory_limit_mb, workers,
-                        show if progress else None):
+                        show if progress else None, on_job):
                     j = remaining[i][0]
                     runs[j] = ProgramRun(programs[j], status, message, codes, runtime_s)
+                    if tell is not None:
+                        tell(j, "done", runs[j])
                 remaining = []
             except SupervisorDied as died:
                 for i in died.running:  # the programs running at that moment: a counted fault each
@@ -157,6 +207,8 @@ def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, t
                     runs[j] = ProgramRun(programs[j], "crashed", f"the sandbox supervisor died while this program ran ({died})",
                                          np.full(n, NOT_RUN, np.int8))
                     lost.add(j)
+                    if tell is not None:
+                        tell(j, "done", runs[j])
                 done = died.running | died.reported
                 finished += len(done)
                 remaining = [job for i, job in enumerate(remaining) if i not in done]

@@ -4,8 +4,9 @@ Nothing here can carry code: no pickle, no marshal. A frame is an 8-byte header 
 a kind byte, a pad byte, a little-endian u32 payload length) and a payload whose layout the kind
 fixes. Kernel to supervisor: ``INPUTS``/``DROP``/``RUN`` with JSON payloads of plain values.
 Supervisor to kernel: ``HELLO`` (JSON: which isolation layers are active), ``START`` (u32 job),
-``PROGRESS`` (u64 rows done), ``RESULT`` (fixed header + message + int8 codes), ``DONE``,
-``ERROR`` (a message).
+``PROGRESS`` (u64 rows done, all jobs), ``JOB_ROWS`` (u32 job + u64 rows done by that job, only
+when the kernel asked for per-program progress), ``RESULT`` (fixed header + message + int8 codes),
+``DONE``, ``ERROR`` (a message).
 
 The reader checks the magic, the kind and the size before reading a payload; :func:`parse_result`
 checks every field of a result (job index, status, runtime, message, codes); any violation raises
@@ -26,10 +27,12 @@ from .results import STATUSES
 MAGIC = b"AM"
 HEADER = struct.Struct("<2sBxI")
 INPUTS, DROP, RUN = 1, 2, 3
-HELLO, START, PROGRESS, RESULT, DONE, ERROR = 10, 11, 12, 13, 14, 15
-KINDS = frozenset({INPUTS, DROP, RUN, HELLO, START, PROGRESS, RESULT, DONE, ERROR})
+HELLO, START, PROGRESS, RESULT, DONE, ERROR, JOB_ROWS = 10, 11, 12, 13, 14, 15, 16
+KINDS = frozenset({INPUTS, DROP, RUN, HELLO, START, PROGRESS, RESULT, DONE, ERROR, JOB_ROWS})
 _RESULT_HEAD = struct.Struct("<IBdH")  # job index, status index, runtime_s, message length (bytes)
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+_JOB_ROWS = struct.Struct("<IQ")  # job index, rows that job has done
+JOB_ROWS_SIZE = _JOB_ROWS.size
 MAX_MESSAGE = 1024  # bytes of one status message
 MAX_CONTROL = 1 << 20  # bytes of a control frame (hello, error, drop, run)
 MAX_INPUTS = (1 << 32) - 1  # the u32 length field is the bound of a row set
@@ -225,3 +228,20 @@ def parse_u64(payload: bytes) -> int:
     if len(payload) != _U64.size:
         raise ProtocolError("bad u64 payload")
     return _U64.unpack(payload)[0]
+
+
+def encode_job_rows(job: int, rows: int) -> bytes:
+    return _JOB_ROWS.pack(job, rows)
+
+
+def parse_job_rows(payload: bytes, n_jobs: int, n_rows: int) -> tuple[int, int]:
+    """``(job, rows done)`` from a JOB_ROWS payload: the job must be one that was sent, the rows
+    at most the rows of the set."""
+    if len(payload) != _JOB_ROWS.size:
+        raise ProtocolError("bad job-rows payload")
+    job, rows = _JOB_ROWS.unpack(payload)
+    if job >= n_jobs:
+        raise ProtocolError(f"progress for job {job}, but only {n_jobs} were sent")
+    if rows > n_rows:
+        raise ProtocolError(f"progress of {rows} rows for job {job}, but the set has {n_rows}")
+    return job, rows

@@ -90,11 +90,12 @@ class Sandbox:
         self.confinement = confinement or Confinement()
         self.n = len(inputs)
 
-    def run(self, jobs: list[tuple[Program, str]], workers: int, on_progress=None, on_start=None):
+    def run(self, jobs: list[tuple[Program, str]], workers: int, on_progress=None, on_start=None, on_rows=None):
         """Yield ``(job index, ProgramRun)`` as children finish.
 
         ``on_progress(rows done)`` is called every 0.1 s and ``on_start(job index)`` when a child is
-        forked. When the run ends, any process a program left behind is killed.
+        forked; ``on_rows([(job index, rows done), ...])``, every 0.1 s too, says how far each
+        running child is. When the run ends, any process a program left behind is killed.
         """
         # longest first (by what each program cost per row last time; new programs first), so that
         # no worker is left alone with a slow program at the end
@@ -135,8 +136,12 @@ class Sandbox:
                             _COST_PER_ROW.pop(next(iter(_COST_PER_ROW)))
                     finished_rows += self.n
                     yield j, run
-                if on_progress is not None and now - last_progress > _PROGRESS_EVERY_S:
-                    on_progress(finished_rows + sum(_rows_done(entry[1], self.n) for entry in running.values()))
+                if (on_progress is not None or on_rows is not None) and now - last_progress > _PROGRESS_EVERY_S:
+                    done_by = [(entry[0], _rows_done(entry[1], self.n)) for entry in running.values()]
+                    if on_rows is not None:
+                        on_rows(done_by)
+                    if on_progress is not None:
+                        on_progress(finished_rows + sum(rows for _, rows in done_by))
                     last_progress = now
                 if running and len(running) >= max(1, workers) or not pending:
                     deadline = min((entry[2] + self.time_limit_s for entry in running.values()), default=now)

@@ -14,8 +14,9 @@ program child can signal, and when it dies the OS kills every process a program 
 Protocol: the frames of ``frames.py`` over the supervisor's stdin/stdout, never pickle. Kernel to
 supervisor: ``INPUTS`` (key + rows), ``DROP`` (key), ``RUN`` (key, jobs as plain source/name/entry,
 the label space as class names and aliases, limits). Supervisor to kernel: one ``HELLO`` (the
-isolation report of its start-up probe), then per run any number of ``START``/``PROGRESS``, one
-``RESULT`` per job and ``DONE`` or ``ERROR``. The kernel validates every frame (``frames.py``) and
+isolation report of its start-up probe), then per run any number of ``START``/``PROGRESS`` (and
+``JOB_ROWS``, how far each running job is, when the kernel asks for them), one ``RESULT`` per job
+and ``DONE`` or ``ERROR``. The kernel validates every frame (``frames.py``) and
 treats a malformed one like a dead supervisor.
 """
 from __future__ import annotations
@@ -118,8 +119,12 @@ class Supervisor:
             self._start()
         return self.report
 
-    def run(self, key: str, inputs, jobs, label_space: LabelSpace, time_limit_s, memory_limit_mb, workers, on_progress=None):
+    def run(self, key: str, inputs, jobs, label_space: LabelSpace, time_limit_s, memory_limit_mb, workers, on_progress=None,
+            on_job=None):
         """Yield ``(job index, status, message, codes, runtime_s)`` as the supervisor reports them (all validated).
+
+        ``on_progress(rows done by all jobs)`` and ``on_job(job index, rows done by it)`` (0 when it
+        starts, then as it goes; at most ten times a second per job) are called as frames arrive.
 
         Raises :class:`SupervisorDied` (with the jobs that were running) if the process dies or
         sends anything malformed; it is killed then, and the next call starts a fresh one.
@@ -131,7 +136,7 @@ class Supervisor:
         reported: set[int] = set()
         wait_s = SILENCE_LIMIT_S
         limits = {frames.START: 4, frames.PROGRESS: 8, frames.RESULT: frames.result_limit(n),
-                  frames.DONE: 0, frames.ERROR: frames.MAX_CONTROL}
+                  frames.DONE: 0, frames.ERROR: frames.MAX_CONTROL, frames.JOB_ROWS: frames.JOB_ROWS_SIZE}
         try:
             if key in self.loaded:
                 self.loaded.move_to_end(key)
@@ -145,7 +150,7 @@ class Supervisor:
             request = {"key": key, "jobs": [[p.source, p.name, entry] for p, entry in jobs],
                        "classes": label_space.classes, "aliases": label_space.aliases,
                        "time_limit_s": float(time_limit_s), "memory_limit_mb": memory_limit_mb,
-                       "workers": int(workers), "progress": on_progress is not None}
+                       "workers": int(workers), "progress": on_progress is not None, "rows": on_job is not None}
             frames.write_frame(stdin, frames.RUN, frames.dump_json(request))
             while True:
                 kind, payload = frames.read_frame(stdout, limits, wait_s)
@@ -158,6 +163,14 @@ class Supervisor:
                     if j >= len(jobs) or j in running or j in reported:
                         raise ProtocolError(f"unexpected start of job {j}")
                     running.add(j)
+                    if on_job is not None:
+                        on_job(j, 0)
+                elif kind == frames.JOB_ROWS:
+                    j, rows = frames.parse_job_rows(payload, len(jobs), n)
+                    if j not in running:
+                        raise ProtocolError(f"progress of job {j}, which is not running")
+                    if on_job is not None:
+                        on_job(j, rows)
                 elif kind == frames.RESULT:
                     j, status, message, codes, runtime_s = frames.parse_result(payload, len(jobs), n, k)
                     if j not in running:
@@ -273,8 +286,16 @@ def _run(request: dict, rows: dict, confinement, stdout) -> None:
                 last[0] = now
                 frames.write_frame(stdout, frames.PROGRESS, frames.encode_u64(done))
 
+        sent: dict[int, int] = {}
+
+        def job_rows(done_by):  # how far each running job is, when it moved (asked for by the kernel)
+            for j, rows in done_by:
+                if sent.get(j) != rows:
+                    sent[j] = rows
+                    frames.write_frame(stdout, frames.JOB_ROWS, frames.encode_job_rows(j, rows))
+
         start = lambda j: frames.write_frame(stdout, frames.START, frames.encode_u32(j))  # noqa: E731
-        for j, run in sandbox.run(jobs, request["workers"], report, start):
+        for j, run in sandbox.run(jobs, request["workers"], report, start, job_rows if request.get("rows") else None):
             frames.write_frame(stdout, frames.RESULT, frames.encode_result(j, run.status, run.message, run.codes, run.runtime_s))
     except Exception as exc:  # a bug of ours, not the program's: tell the kernel, keep serving
         frames.write_frame(stdout, frames.ERROR, f"{type(exc).__name__}: {exc}"[:1000].encode("utf-8", "replace"))
