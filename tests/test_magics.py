@@ -1,6 +1,7 @@
 """The magics driven in-process by IPython's InteractiveShell (no kernel): options, {var}
 interpolation, the offline path end to end, program cells, one-line errors, export, restart."""
 import importlib.util
+import re
 import threading
 
 import numpy as np
@@ -424,3 +425,176 @@ def test_load_without_the_data_says_what_to_run(ip, offline, capsys):
             fresh.alchemist_line("load nosuch")
     finally:
         ip.user_ns["df"] = df
+
+
+def fake_magics(ip, fake_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("ALCHEMIST_TEST_FAKE_KEY", "test-key-not-secret")
+    monkeypatch.setitem(ip.user_ns, "_alchemist", ip.user_ns.get("_alchemist"))  # the module's task comes back
+    m = Alchemist(shell=ip)
+    m.root, m.base_url, m.api_key_env, m.model = str(tmp_path), fake_server.base_url, "ALCHEMIST_TEST_FAKE_KEY", "gpt-4o"
+    return m
+
+
+def test_llm_options_reach_the_request_and_a_rerun_sends_nothing(ip, fake_server, monkeypatch, tmp_path, capsys):
+    """Traitlets set the client's defaults, a cell's options win; the writing progress is shown."""
+    fake_server.responder = numbered
+    m = fake_magics(ip, fake_server, monkeypatch, tmp_path)
+    m.temperature, m.max_tokens = 0.25, 300  # %config Alchemist.temperature = 0.25 ...
+    line = "optspam -d df --dev dev -n 3 --max-tokens 77 --concurrency 1 --max-attempts 2 --budget-tokens 100000"
+    capsys.readouterr()
+    m.alchemist_cell(line, "Is this spam?")
+    out = capsys.readouterr().out
+    assert "gpt-4o: 3 of 3 programs, 0 from the cache" in out, out
+    bodies = fake_server.requests
+    assert len(bodies) == 3 and {b["max_tokens"] for b in bodies} == {77} and {b["temperature"] for b in bodies} == {0.25}
+    assert fake_server.max_in_flight == 1  # --concurrency 1 is a fixed limit, not a starting point
+    session = m.sessions["optspam"]
+    # the panel followed the requests: all done, none failed, the server's tokens
+    writing = session.panel.writing
+    assert (writing.total, writing.done, writing.failed, writing.cached) == (3, 3, 0, 0)
+    assert (writing.prompt_tokens, writing.completion_tokens) == (fake_server.served["prompt_tokens"],
+                                                                 fake_server.served["completion_tokens"])
+    assert session.panel.phase is None and session.panel.live_html() == ""
+    # the same cell again: every reply from the cache, not one request
+    m.alchemist_cell(line, "Is this spam?")
+    assert "3 from the cache" in capsys.readouterr().out and len(fake_server.requests) == 3
+    # the cell's --temperature wins over the traitlet (a new cache key: new requests)
+    m.alchemist_cell("optspam -d df --dev dev -n 1 --temperature 0.9", "Is this spam?")
+    capsys.readouterr()
+    assert len(fake_server.requests) == 4 and fake_server.requests[-1]["temperature"] == 0.9
+    assert fake_server.requests[-1]["max_tokens"] == 300
+
+
+def test_llm_timeout_and_token_budget_are_honoured(ip, fake_server, monkeypatch, tmp_path, capsys):
+    import time
+
+    fake_server.responder = lambda body: {"content": "Here it is.\n" + REPLIES[0], "delay": 3.0}
+    m = fake_magics(ip, fake_server, monkeypatch, tmp_path)
+    m.timeout_s = 30.0  # %config Alchemist.timeout_s = 30: the cell's --timeout wins
+    capsys.readouterr()
+    start = time.monotonic()
+    with pytest.raises(AlchemistError, match=r"no program was written \(1 of 1 requests failed"):
+        m.alchemist_cell("tospam -d df --dev dev -n 1 --timeout 0.5 --max-attempts 1", "Is this spam?")
+    out = capsys.readouterr().out
+    assert time.monotonic() - start < 2.5 and len(fake_server.requests) == 1  # one attempt, cut at 0.5 s
+    assert "failed: request 0: timeout: no complete reply within 0.5s" in out
+    # a token budget smaller than one request's worst case sends nothing
+    seen = len(fake_server.requests)
+    with pytest.raises(AlchemistError, match="no program was written"):
+        m.alchemist_cell("tospam -d df --dev dev -n 2 --budget-tokens 50", "Is this spam?")
+    assert "budget 50 tokens" in capsys.readouterr().out and len(fake_server.requests) == seen
+
+
+@pytest.mark.parametrize("options, message", [
+    ("--temperature 5", "--temperature 5.0 (or %config Alchemist.temperature): give a number from 0 to 2"),
+    ("--max-tokens 0", "--max-tokens 0 (or %config Alchemist.max_tokens): give a positive number of tokens"),
+    ("--timeout -1", "--timeout -1.0 (or %config Alchemist.timeout_s): give a positive number of seconds"),
+    ("--concurrency -2", "--concurrency -2 (or %config Alchemist.concurrency): give at least 1"),
+    ("--max-attempts 0", "--max-attempts 0 (or %config Alchemist.max_attempts): give at least 1"),
+    ("--budget-tokens 0", "--budget-tokens 0: give a positive number of tokens"),
+    ("--max-tokens many", "argument --max-tokens: invalid int value: 'many'"),
+])
+def test_bad_llm_options_are_one_line(ip, options, message, capsys):
+    result, out = run(ip, capsys, f"%%alchemist spam -d df --dev dev {options}\nIs this spam?")
+    assert isinstance(result.error_in_exec, AlchemistError)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], out
+
+
+def test_llm_settings_from_config_and_help(ip, capsys):
+    m = ip.magics_manager.registry["Alchemist"]
+    ip.run_line_magic("config", "Alchemist.max_tokens = 0")
+    try:
+        with pytest.raises(AlchemistError, match=r"--max-tokens 0 \(or %config Alchemist.max_tokens\)"):
+            m.llm_settings()
+    finally:
+        ip.run_line_magic("config", "Alchemist.max_tokens = 1024")
+    settings = m.llm_settings(concurrency=2, timeout_s=9.5)
+    assert settings == {"temperature": 0.7, "max_tokens": 1024, "timeout_s": 9.5, "concurrency": 2, "max_attempts": 4,
+                        "adaptive": False}
+    assert m.llm_settings()["adaptive"] is True and m.llm_settings(concurrency=0)["concurrency"] is None
+    result, out = run(ip, capsys, "%%alchemist --help")
+    for option in ("--temperature", "--max-tokens", "--timeout", "--concurrency", "--max-attempts", "--budget-tokens"):
+        assert option in out
+    assert "Alchemist.timeout_s" in out
+    config = ip.run_line_magic("alchemist", "config")
+    assert {"temperature", "max_tokens", "timeout_s", "concurrency", "max_attempts"} <= set(config.index)
+
+
+SLOW = ("%%alchemist_program spam slow_free\ndef slow_free(text):\n    total = 0\n    for i in range(30000):\n"
+        "        total += i\n    return 1 if 'free' in text else -1\n")
+
+
+def test_apply_progress_reaches_the_panel_live(ip, offline, capsys):
+    """While a program cell applies, the panel shows each program per split (queued, running with
+    rows done, done with status), redrawn at most 5 times a second; then the matrix."""
+    import time
+
+    from alchemist_magics.notebook.panel import LIVE_EVERY_S
+
+    session = ip.user_ns["_alchemist"]
+    panel = session.panel
+    panel.widget()
+    seen, events = [], []
+    panel._widgets["live"].observe(lambda change: seen.append(change["new"]), names="value")
+    original = panel.program_progress
+    panel.program_progress = lambda split, event: (events.append((split, event)), original(split, event))
+    redraws = panel.redraws
+    try:
+        start = time.monotonic()
+        result, out = run(ip, capsys, SLOW)
+        elapsed = time.monotonic() - start
+    finally:
+        del panel.program_progress
+    assert result.error_in_exec is None and out.startswith("added slow_free"), out
+    names = [p.name for p in session.programs]
+    train = len(ip.user_ns["df"])
+    mine = [e for split, e in events if e.name == "slow_free" and split == "train"]
+    # its check (the smoke test, on train rows) and then the apply: queued, running..., done
+    assert re.fullmatch("qr+d+", "".join(e.state[0] for e in mine)), mine
+    assert mine[-1].state == "done" and mine[-1].status == "ok"
+    assert mine[-1].rows_done == train
+    # every other program: one event per split, done from the cache
+    others = [(split, e.name, e.state, e.cached) for split, e in events if e.name != "slow_free"]
+    assert sorted(others) == sorted((split, name, "done", True) for split in ("train", "dev") for name in names
+                                    if name != "slow_free")
+    # the widget showed the slow program running, with its rows, before it was done
+    running = [v for v in seen if "running" in v and "slow_free" in v]
+    assert running and re.search(r"running [\d,]+/" + f"{train:,}", running[0])
+    assert seen[-1] == ""  # then the live table gave way to the matrix
+    assert "slow_free" in panel.analysis.index and panel.analysis.loc["slow_free", "Status"] == "ok"
+    # throttled: besides the first and the last, at most one redraw per LIVE_EVERY_S (events came faster)
+    assert len(events) > panel.redraws - redraws
+    assert panel.redraws - redraws <= 3 + elapsed / LIVE_EVERY_S
+    run(ip, capsys, "%alchemist remove slow_free")
+
+
+HANG_LATE = ("%%alchemist_program spam hangs_late --time-limit 2\ndef hangs_late(text, seen=[0]):\n"
+             "    seen[0] += 1\n    while seen[0] > 250:\n        pass\n    return 1 if 'free' in text else -1\n")
+
+
+def test_a_hanging_program_costs_its_limit_once_and_shows_red(ip, offline, capsys):
+    """A program that hangs after 250 rows (past a 200-row sample, inside the 300 train rows): the
+    first run waits its --time-limit, a second run of the cell reuses the cached timeout."""
+    import time
+
+    session = ip.user_ns["_alchemist"]
+    before = [p.name for p in session.programs]
+    start = time.monotonic()
+    first, out1 = run(ip, capsys, HANG_LATE)
+    took = time.monotonic() - start
+    start = time.monotonic()
+    second, out2 = run(ip, capsys, HANG_LATE)
+    again = time.monotonic() - start
+    assert took >= 2 and again < 1.5, (took, again)
+    assert "timeout" in out1 and "timeout" in out2
+    shown = session.panel.live_html() + session.panel._body_html()
+    assert re.search(r'class="[^"]*alc-bad[^"]*">timeout', shown), shown
+    if "hangs_late" in [p.name for p in session.programs]:  # a sample smoke test let it in: the apply timed out
+        assert session.panel.analysis.loc["hangs_late", "Status"] == "timeout" and first.error_in_exec is None
+        run(ip, capsys, "%alchemist remove hangs_late")
+    else:  # the smoke test over every train row timed out: refused, shown red in the live table
+        assert isinstance(second.error_in_exec, AlchemistError) and out2.startswith("AlchemistError: program hangs_late not registered: timeout")
+        assert session.panel.keep_live.startswith("hangs_late not registered: timeout")
+    assert [p.name for p in session.programs] == before
+    session.workbench.time_limits.pop("hangs_late", None)

@@ -23,13 +23,15 @@ import numpy as np
 import pandas as pd
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
-from traitlets import Int, Unicode, default
+from traitlets import Float, Int, Unicode, default
 
 from ..data import Dataset, from_dataframe
 from ..llm import CostMeter, LLMClient, LLMConfig
 from ..llm.client import DEFAULT_MODEL
 from ..llm.writer import LLMWriter
 from ..programs import Program
+from ..programs.apply import reporting_progress
+from ..programs.cache import FAILED_STATUSES
 from ..synth.writer import OfflineWriter
 from ..task import TaskSpec
 from ..workbench import Workbench
@@ -128,6 +130,8 @@ class TaskSession:
     magic_cell: str | None = None
     meta: dict = field(default_factory=dict)
     line: "StatusLine | None" = None
+    llm: dict = field(default_factory=dict)  # the cell's LLM options (--model, --temperature...), for repair and zeroshot
+    refused: dict = field(default_factory=dict)  # (name, source, limit, train fingerprint) -> why its check failed
 
     @property
     def programs(self) -> list[Program]:
@@ -227,6 +231,20 @@ def _cell_parser() -> _Parser:
     p.add_argument("--model", help="LLM model (default: %%config Alchemist.model)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: %%config Alchemist.base_url)")
     p.add_argument("--budget", type=float, help="the most this cell may spend, in USD")
+    p.add_argument("--budget-tokens", type=int, dest="budget_tokens",
+                   help="the most tokens (prompt + completion) this cell may use (works for local models, which have no price)")
+    p.add_argument("--temperature", type=float, help="sampling temperature, 0-2 (default: %%config Alchemist.temperature, 0.7)")
+    p.add_argument("--max-tokens", type=int, dest="max_tokens",
+                   help="most tokens of one reply (default: %%config Alchemist.max_tokens, 1024)")
+    p.add_argument("--timeout", type=float, dest="timeout_s",
+                   help="seconds one request attempt may take in total (default: %%config Alchemist.timeout_s; "
+                        "automatic: 60 s for a cloud endpoint, from the measured speed for a local one)")
+    p.add_argument("--concurrency", type=int,
+                   help="at most N requests in flight, fixed (default: %%config Alchemist.concurrency; 0 = adaptive, "
+                        "starting at 1 for a local server and 4 for a cloud one)")
+    p.add_argument("--max-attempts", type=int, dest="max_attempts",
+                   help="attempts per request: retries on timeouts, rate limits and unusable replies "
+                        "(default: %%config Alchemist.max_attempts, 4)")
     p.add_argument("--keywords", help='indicative keywords: "spam: free, win; ham: thanks"')
     p.add_argument("--rule", action="append", default=[], help="a labeling rule in words (repeatable)")
     p.add_argument("--offline", action="store_true", help="use the offline synthesizer even with an endpoint")
@@ -295,6 +313,15 @@ class Alchemist(Magics):
     api_key_env = Unicode("OPENAI_API_KEY", help="environment variable holding the API key").tag(config=True)
     root = Unicode(help="folder for programs and caches ($ALCHEMIST_ROOT, default .alchemist)").tag(config=True)
     workers = Int(0, help="sandbox worker processes (0 = automatic)").tag(config=True)
+    # the LLM client (llm.client.LLMConfig); each has a per-cell option of %%alchemist
+    temperature = Float(LLMConfig.temperature, help="sampling temperature of program requests, 0-2").tag(config=True)
+    max_tokens = Int(LLMConfig.max_tokens, help="most tokens of one reply").tag(config=True)
+    timeout_s = Float(None, allow_none=True, help="seconds one request attempt may take in total; None = automatic "
+                      "(60 s for a cloud endpoint; for a local one from the server's measured speed)").tag(config=True)
+    concurrency = Int(0, help="requests in flight: 0 = adaptive (starts at 1 for a local server, 4 for a cloud "
+                      "one, backs off on timeouts), N = at most N, fixed").tag(config=True)
+    max_attempts = Int(LLMConfig.max_attempts, help="attempts per request (retries on timeouts, rate limits "
+                       "and unusable replies)").tag(config=True)
 
     @default("model")
     def _default_model(self):
@@ -344,9 +371,30 @@ class Alchemist(Magics):
                 message += " (the magic takes --missing drop or --missing empty)"
             raise AlchemistError(message) from None
 
-    def _client(self, meter: CostMeter, model=None, base_url=None) -> LLMClient:
+    def llm_settings(self, **cell) -> dict:
+        """The ``LLMConfig`` fields the traitlets and a cell's options (which win) set, checked:
+        ``temperature``, ``max_tokens``, ``timeout_s``, ``concurrency`` (fixed when set), ``max_attempts``."""
+        settings = {"temperature": self.temperature, "max_tokens": self.max_tokens, "timeout_s": self.timeout_s,
+                    "concurrency": self.concurrency or None, "max_attempts": self.max_attempts}
+        settings.update({k: v for k, v in cell.items() if k in settings and v is not None})
+        if settings["concurrency"] == 0:  # --concurrency 0, like the traitlet's 0: adaptive
+            settings["concurrency"] = None
+        for name, option, ok, want in (
+                ("temperature", "--temperature", lambda v: 0 <= v <= 2, "a number from 0 to 2"),
+                ("max_tokens", "--max-tokens", lambda v: v >= 1, "a positive number of tokens"),
+                ("timeout_s", "--timeout", lambda v: v is None or v > 0, "a positive number of seconds"),
+                ("concurrency", "--concurrency", lambda v: v is None or v >= 1, "at least 1 (0 in %config: adaptive)"),
+                ("max_attempts", "--max-attempts", lambda v: v >= 1, "at least 1")):
+            value = settings[name]
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                      or value != value or not ok(value)):
+                raise AlchemistError(f"{option} {value} (or %config Alchemist.{name}): give {want}")
+        settings["adaptive"] = settings["concurrency"] is None
+        return settings
+
+    def _client(self, meter: CostMeter, model=None, base_url=None, **cell) -> LLMClient:
         config = LLMConfig(model=model or self.model or None, base_url=base_url or self.base_url or None,
-                           api_key_env=self.api_key_env)
+                           api_key_env=self.api_key_env, **self.llm_settings(**cell))
         return LLMClient(config, cache=Path(self.root) / "cache" / "llm", meter=meter)
 
     def _endpoint_configured(self, base_url=None) -> bool:
@@ -384,8 +432,11 @@ class Alchemist(Magics):
             panel.update(status=f"no programs ({len(wb.disabled)} disabled)")
             self.publish(session)
             return
-        panel.progress(0, 2, f"applying {len(wb.programs)} programs")
-        wb.apply(progress=False)
+        panel.begin_apply([p.name for p in wb.programs], list(wb.datasets))
+        try:
+            wb.apply(progress=False, on_progress=panel.program_progress)
+        finally:
+            panel.end_apply()
         panel.progress(1, 2, "fitting the label model")
         selection = wb.fit()
         panel.progress(2, 2, "done")
@@ -598,8 +649,13 @@ class Alchemist(Magics):
         if offline and dev is None:
             raise AlchemistError(f"no LLM endpoint configured (set ${self.api_key_env} or %config Alchemist.base_url) "
                                  "and the offline synthesizer needs labeled rows: pass --dev VARIABLE")
+        llm = {k: getattr(args, k) for k in ("temperature", "max_tokens", "timeout_s", "concurrency", "max_attempts")}
         session = TaskSession(task, wb, Panel(task.name, workbench=wb), model,
-                              meta={"line": line, "description": cell, "budget": args.budget})
+                              meta={"line": line, "description": cell, "budget": args.budget},
+                              llm={"base_url": args.base_url, **llm})
+        self.llm_settings(**llm)  # bad values fail here, in one line, before anything runs
+        if args.budget_tokens is not None and args.budget_tokens < 1:
+            raise AlchemistError(f"--budget-tokens {args.budget_tokens}: give a positive number of tokens")
         return session, offline
 
     def _estimate(self, session: TaskSession, args, offline: bool):
@@ -610,7 +666,7 @@ class Alchemist(Magics):
         from ..llm.cost import TYPICAL_PROGRAM_REPLY_TOKENS, estimate_requests
         from ..llm.generate import program_requests
 
-        client = self._client(session.workbench.meter, args.model, args.base_url)
+        client = self._client(session.workbench.meter, args.model, **session.llm)
         requests, _ = program_requests(session.task, args.n, first_sample=args.sample)
         estimate = estimate_requests(client.model, [r.messages for r in requests],
                                      reply_tokens=TYPICAL_PROGRAM_REPLY_TOKENS, max_tokens=client.config.max_tokens,
@@ -635,16 +691,26 @@ class Alchemist(Magics):
         else:
             if split:
                 print(f"exemplars from {split}.")
-            client = self._client(wb.meter, args.model, args.base_url)
+            client = self._client(wb.meter, args.model, **session.llm)
             session.model = client.model  # asks a --base-url server for its model when none is set
+            client.on_progress = session.panel.writing_progress  # requests done/failed, tokens so far
             writer = LLMWriter(client, budget_usd=args.budget, first_sample=args.sample)
-        result = wb.write(writer, args.n)
+        session.panel.begin_writing()
+        try:  # the smoke tests of the new programs show in the panel's live table too
+            with wb.meter.limit(None, args.budget_tokens), \
+                    reporting_progress(functools.partial(session.panel.program_progress, "train")):
+                result = wb.write(writer, args.n)
+        finally:
+            session.panel.end_writing()
         for failure in result.failures:
             print(f"failed: {failure}")
         if not offline:
             print(result.note)
         for program, why in result.rejected:
             print(f"rejected {program.name}: {why}")
+        if not result.programs:
+            raise AlchemistError(f"no program was written ({len(result.failures)} of {args.n} requests failed; "
+                                 "see the reasons above)")
         if not result.accepted:
             raise AlchemistError(f"none of the {len(result.programs)} programs passed the smoke test; see the reasons above")
         return result.accepted
@@ -706,8 +772,31 @@ class Alchemist(Magics):
         limit_changed = _set_time_limit(wb, program.name, options["time_limit"])
         if name in old and old[name].source == program.source:
             program = old[name]  # unchanged: keep its provenance
-        elif not wb.add(program):
-            raise AlchemistError(f"program {program.name} not registered: {_cell_lines(wb.rejected[-1][1])}")
+        else:
+            # a check that timed out (or crashed) costs its limit once: the same source, data and limit
+            # are refused again at once
+            memo = (program.name, program.source, wb.time_limits.get(program.name, wb.sandbox["time_limit_s"]),
+                    wb.datasets["train"].fingerprint)
+            if memo in session.refused:
+                why, status = session.refused[memo]
+                session.panel.show_refused(program.name, "train", status, len(wb.datasets["train"]),
+                                           f"{program.name} not registered: {why}")
+                raise AlchemistError(f"program {program.name} not registered: {why} (as before: the same source, "
+                                     "data and time limit are not run again; edit the cell or change --time-limit)")
+            try:
+                with reporting_progress(functools.partial(session.panel.program_progress, "train")):
+                    added = wb.add(program)  # its smoke test shows in the panel's live table
+            except BaseException:
+                session.panel.end_apply()
+                raise
+            if not added:
+                why = _cell_lines(wb.rejected[-1][1])
+                status = why.split(":", 1)[0]
+                if status in FAILED_STATUSES:
+                    session.refused[memo] = (why, status)
+                session.panel.end_apply(keep=f"{program.name} not registered: {why}")
+                raise AlchemistError(f"program {program.name} not registered: {why}")
+            session.panel.end_apply()
         if cid is not None:
             for other, bound in list(session.cell_of.items()):
                 if bound == cid and other != program.name:  # the marker was renamed: the cell holds a new program
@@ -843,9 +932,9 @@ class Alchemist(Magics):
         dev = session.workbench.datasets.get("dev")
         if dev is None:
             raise AlchemistError("zeroshot compares with gold labels: run the task with --dev")
-        if not self._endpoint_configured():
+        if not self._endpoint_configured(session.llm.get("base_url")):
             raise AlchemistError(f"zeroshot asks the LLM: set ${self.api_key_env} or %config Alchemist.base_url")
-        result = session.workbench.zero_shot(self._client(session.workbench.meter, session.model), "dev",
+        result = session.workbench.zero_shot(self._client(session.workbench.meter, session.model, **session.llm), "dev",
                                              sample=args.sample, budget_usd=args.budget)
         return pd.Series({"rows": len(result.rows), "accuracy": result.accuracy(dev.labels),
                           "cost_usd": result.cost_usd, "failures": result.failures}, name="zero-shot on dev")
@@ -853,14 +942,14 @@ class Alchemist(Magics):
     def _cmd_repair(self, session, args):
         wb = session.workbench
         dev = wb.datasets.get("dev")
-        if dev is None or not self._endpoint_configured():
+        if dev is None or not self._endpoint_configured(session.llm.get("base_url")):
             raise AlchemistError("repair needs labeled dev rows (--dev) and an LLM endpoint "
                                  f"(${self.api_key_env} or %config Alchemist.base_url)")
         weak = len(wb.weak_programs(args.min_accuracy))
         if not weak:
             print("no weak program to repair")
             return None
-        accepted = wb.repair(self._client(wb.meter, session.model), min_accuracy=args.min_accuracy,
+        accepted = wb.repair(self._client(wb.meter, session.model, **session.llm), min_accuracy=args.min_accuracy,
                              budget_usd=args.budget)
         print(f"{len(accepted)} repaired programs of {weak} weak ones")
         if accepted:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +29,7 @@ HEADERS = {"Emp. Acc.": "Dev acc.", "Runtime (s)": "Time (s)", "Correct": "Corre
 DRILL_KINDS = {"covered": "rows it votes on", "wrong": "dev rows it gets wrong",
                "conflicts": "rows where another program disagrees", "errors": "rows that raised"}
 _ids = itertools.count(1)
+LIVE_EVERY_S = 0.2  # the live progress redraws at most 5 times a second
 
 
 def _is_number(value) -> bool:
@@ -233,6 +236,17 @@ class Panel:
         self.displayed = False
         self._widgets = None
         self._syncing = False
+        # live progress: per program and split while programs apply; the client's numbers while they are written
+        self.live: dict[str, dict[str, tuple]] = {}  # program -> split -> (state, rows done, rows, status, cached)
+        self.live_splits: list[str] = []
+        self.phase: str | None = None  # "writing" or "applying" while that goes on
+        self.keep_live: str | None = None  # a caption: the last live table stays (it shows a refused program)
+        self._status_before = self.status
+        self.writing = None  # the LLM client's last ``Progress`` while programs are written
+        self.redraws = 0  # live redraws sent (throttled to LIVE_EVERY_S)
+        self._live_at = 0.0
+        self._live_lock = threading.Lock()
+        self._flush_timer: threading.Timer | None = None
 
     # -- state ----------------------------------------------------------------------------------
     def update(self, *, analysis=None, scores=None, chosen=None, cost=None, status: str = "ready") -> None:
@@ -255,6 +269,162 @@ class Panel:
             bar = self._widgets["progress"]
             bar.max, bar.value, bar.description = max(total, 1), done, f"{done}/{total}"
             self._widgets["status"].value = f'<span class="alc-status-line">{html.escape(text)}</span>'
+
+    # -- live progress ----------------------------------------------------------------------------
+    def begin_writing(self) -> None:
+        """Programs are about to be written (``writing_progress`` follows the requests)."""
+        with self._live_lock:
+            if self.phase is None:
+                self._status_before = self.status
+            self.phase, self.writing, self.keep_live = "writing", None, None
+
+    def writing_progress(self, progress) -> None:
+        """The LLM client's ``Progress`` (``LLMClient(on_progress=...)``, called from its threads):
+        requests done and failed, tokens so far; redrawn at most every ``LIVE_EVERY_S`` seconds."""
+        with self._live_lock:
+            if self.writing is not None and progress.total == self.writing.total and progress.done < self.writing.done:
+                return  # an older snapshot from a slower thread
+            self.writing = progress
+        self._draw_live(force=progress.done >= progress.total)
+
+    def end_writing(self) -> None:
+        """Writing finished (its smoke tests may have turned the phase into "applying": that one ends too)."""
+        with self._live_lock:
+            if self.phase is None:
+                return
+            self.phase = None
+            self.status = self._status_before
+        self._draw_live(force=True)
+
+    def begin_apply(self, names: list[str], splits: list[str]) -> None:
+        """Programs ``names`` are about to be applied over ``splits``: show each as waiting."""
+        with self._live_lock:
+            self.live = {name: {} for name in names}
+            self.live_splits = list(splits)
+            if self.phase is None:
+                self._status_before = self.status
+            self.phase, self.keep_live = "applying", None
+        self._draw_live(force=True)
+
+    def program_progress(self, split: str, event) -> None:
+        """One ``programs.apply.ProgramProgress`` of ``split`` (``Workbench.apply(on_progress=...)``,
+        or the smoke tests of ``Workbench.add`` under ``programs.apply.reporting_progress``);
+        redrawn at most every ``LIVE_EVERY_S`` seconds."""
+        with self._live_lock:
+            if self.phase != "applying":  # a check outside an apply (a new program's smoke test): a fresh table
+                if self.phase is None:
+                    self._status_before = self.status
+                self.live, self.live_splits, self.phase, self.keep_live = {}, [], "applying", None
+            if split not in self.live_splits:
+                self.live_splits.append(split)
+            self.live.setdefault(event.name, {})[split] = (event.state, int(event.rows_done), int(event.rows),
+                                                           event.status, bool(event.cached))
+        self._draw_live()
+
+    def end_apply(self, keep: str | None = None) -> None:
+        """The apply finished: the live table gives way to the matrix (``live`` keeps the last state);
+        with ``keep`` (a caption: a program was refused, and the matrix will not show it) it stays."""
+        with self._live_lock:
+            if self.phase != "applying":
+                return
+            self.phase, self.keep_live = None, keep
+            self.status = self._status_before
+        self._draw_live(force=True)
+
+    def _flush(self) -> None:
+        with self._live_lock:
+            self._flush_timer = None
+            busy = self.phase is not None
+        if busy:
+            self._draw_live(force=True)
+
+    def show_refused(self, name: str, split: str, status: str, rows: int, caption: str) -> None:
+        """Show a program refused before (its check is not run again) as the live table's one red row."""
+        with self._live_lock:
+            self.live, self.live_splits = {name: {split: ("done", 0, rows, status, True)}}, [split]
+            self.phase, self.keep_live = None, caption
+        self._draw_live(force=True)
+
+    def live_counts(self) -> dict[str, int]:
+        """How many (program, split) runs are queued, running and done, and how many rows are done."""
+        counts = {"queued": 0, "running": 0, "done": 0, "rows_done": 0}
+        for by_split in self.live.values():
+            for state, rows_done, *_ in by_split.values():
+                counts[state] = counts.get(state, 0) + 1
+                counts["rows_done"] += rows_done
+        return counts
+
+    def live_text(self) -> str:
+        """The live progress in one line of words ("" when nothing is going on)."""
+        if self.keep_live and self.phase is None:
+            return self.keep_live
+        if self.phase == "applying":
+            counts = self.live_counts()
+            runs = len(self.live) * max(1, len(self.live_splits))
+            running = [f"{name} on {split} ({rows_done:,}/{rows:,} rows)" for name, by_split in self.live.items()
+                       for split, (state, rows_done, rows, *_) in by_split.items() if state == "running"]
+            return (f"applying {len(self.live)} programs: {counts['done']} of {runs} runs done"
+                    + (f", running {'; '.join(running[:3])}" if running else "")
+                    + (f", {counts['queued']} queued" if counts["queued"] else ""))
+        if self.phase == "writing" and self.writing is not None:
+            p = self.writing
+            return (f"writing programs: {p.done} of {p.total} requests done ({p.failed} failed, {p.cached} from "
+                    "the cache" + (f", {p.in_flight} in flight" if p.in_flight else "") + f"), "
+                    f"{p.prompt_tokens:,} prompt + {p.completion_tokens:,} completion tokens so far, {p.elapsed_s:.0f} s")
+        return ""
+
+    def live_html(self) -> str:
+        """While programs apply: per program and split, queued, running (rows done of n) or done with
+        its status; while they are written: the requests and tokens so far; else nothing."""
+        text = self.live_text()
+        if not text:
+            return ""
+        table = ""
+        if self.phase == "applying" or self.keep_live:
+            head = [("program", "alc-name")] + [(split, "") for split in self.live_splits]
+            rows = []
+            for name, by_split in self.live.items():
+                cells = [(name, "alc-name")]
+                for split in self.live_splits:
+                    state, rows_done, n, status, cached = by_split.get(split, ("waiting", 0, 0, None, False))
+                    if state == "running":
+                        cells.append((f"running {rows_done:,}/{n:,}", "alc-warn alc-running"))
+                    elif state == "done":
+                        cells.append((str(status) + (" (cached)" if cached else ""),
+                                      "alc-good" if status == "ok" else "alc-bad"))
+                    else:
+                        cells.append((state, ""))
+                rows.append(cells)
+            table = _table(head, rows, css="alc-table alc-live-table")
+        return (f'<div class="alc-panel alc-live mathjax_ignore tex2jax_ignore">'  # the style is the body's
+                f'<p class="alc-caption alc-live-line">{html.escape(text)}</p>{table}</div>')
+
+    def _draw_live(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._live_lock:
+            if not force and now - self._live_at < LIVE_EVERY_S:
+                if self._flush_timer is None:  # the last state shows even when no event follows it
+                    self._flush_timer = threading.Timer(LIVE_EVERY_S - (now - self._live_at), self._flush)
+                    self._flush_timer.daemon = True
+                    self._flush_timer.start()
+                return
+            self._live_at = now
+            self.redraws += 1
+            text, table, counts, writing = self.live_text(), self.live_html(), self.live_counts(), self.writing
+            phase = self.phase
+            if text and phase is not None:
+                self.status = text
+        if self._widgets is None:
+            return
+        bar = self._widgets["progress"]
+        if phase == "applying":
+            total = max(1, len(self.live) * max(1, len(self.live_splits)))
+            bar.max, bar.value, bar.description = total, min(counts["done"], total), f"{counts['done']}/{total}"
+        elif phase == "writing" and writing is not None:
+            total = max(1, writing.total)
+            bar.max, bar.value, bar.description = total, min(writing.done, total), f"{writing.done}/{writing.total}"
+        self._widgets["live"].value = table
+        self._widgets["status"].value = f'<span class="alc-status-line">{html.escape(self.status)}</span>'
 
     def sort(self, column: str | None, descending: bool = True) -> None:
         """Sort the matrix by ``column`` (``None``: the order the programs were added)."""
@@ -361,13 +531,15 @@ class Panel:
                               description="that is", style={"description_width": "initial"},
                               layout=w.Layout(width="auto"))
             self._widgets = {"sort": sort, "program": program, "kind": kind, "body": w.HTML(), "status": w.HTML(),
-                             "examples": w.HTML(), "progress": w.IntProgress(min=0, max=1, value=0)}
+                             "examples": w.HTML(), "progress": w.IntProgress(min=0, max=1, value=0),
+                             "live": w.HTML()}
             sort.observe(self._on_sort, names="value")
             program.observe(self._on_drill, names="value")
             kind.observe(self._on_drill, names="value")
             drill = [program, kind] if self.workbench is not None else []
             box = w.VBox([w.HBox([sort, *drill], layout=w.Layout(flex_flow="row wrap")), self._widgets["body"],
-                          self._widgets["examples"], w.HBox([self._widgets["progress"], self._widgets["status"]])],
+                          self._widgets["examples"], self._widgets["live"],
+                          w.HBox([self._widgets["progress"], self._widgets["status"]])],
                          layout=w.Layout(max_width="100%"))
             box.add_class("alc-widget")
             self._widgets["box"] = box

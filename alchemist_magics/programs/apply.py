@@ -6,6 +6,8 @@ that were running at that moment a ``crashed`` status, and the others run on a f
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -39,6 +41,21 @@ class ProgramProgress:
     rows: int
     status: str | None = None
     cached: bool = False
+
+
+_REPORT_TO: contextvars.ContextVar = contextvars.ContextVar("alchemist_apply_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting_progress(on_progress: Callable[[ProgramProgress], None] | None):
+    """Within the block, every :func:`apply_programs` call of this thread (or task) that is given no
+    ``on_progress`` of its own reports to this one: e.g. the smoke tests ``Workbench.add`` runs, which
+    take no callback."""
+    token = _REPORT_TO.set(on_progress)
+    try:
+        yield
+    finally:
+        _REPORT_TO.reset(token)
 
 
 def default_workers() -> int:
@@ -84,6 +101,7 @@ def apply_programs(
             the ones the cache or the check settles, else ``queued``, then ``running`` (when it
             starts and as its rows get done, at most ten times a second), then ``done``. Called in
             this thread; an exception it raises is ignored (a display never breaks an apply).
+            Default: the one of an enclosing :func:`reporting_progress` block, if any.
 
     The result's ``isolation`` says which layers contained the programs (see docs/security.md).
     """
@@ -115,7 +133,7 @@ def apply_programs(
                 runs[j] = ProgramRun(program, status, message, np.full(n, NOT_RUN, np.int8), runtime_s, cached=True)
                 continue
         todo.append((j, entry))
-    tell = _teller(on_progress, programs, n)
+    tell = _teller(on_progress if on_progress is not None else _REPORT_TO.get(), programs, n)
     for j, run in enumerate(runs):
         if run is not None:
             tell(j, "done", run)
