@@ -375,20 +375,31 @@ def test_time_limit_per_program_cell(ip, offline, capsys):
     run(ip, capsys, "%alchemist apply")
 
 
-def test_interrupting_a_hung_run_is_one_line(ip, offline, capsys):
+def test_interrupting_a_hung_run_is_one_line(ip, offline, capsys, monkeypatch):
     import os
     import signal
-    import threading
 
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    from alchemist_magics.notebook.panel import Panel
+
+    # Ctrl-C once the program runs (a fixed delay would land before the run on a loaded machine)
+    timers, live = [], Panel.program_progress
+
+    def progress(self, split, event):
+        if event.state == "running" and not timers:
+            timers.append(threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)))
+            timers[0].start()
+        live(self, split, event)
+
+    monkeypatch.setattr(Panel, "program_progress", progress)
     try:
-        result, out = run(ip, capsys, f"%%alchemist_program spam hangs\n{HANG}")
+        result, out = run(ip, capsys, f"%%alchemist_program spam hangs_until_interrupted\n{HANG.replace('hangs', 'hangs_until_interrupted')}")
     finally:
-        timer.cancel()
+        for timer in timers:
+            timer.cancel()
+    assert timers, "the program never reported running"
     assert isinstance(result.error_in_exec, AlchemistError), out
     assert out.startswith("AlchemistError: interrupted") and out.count("\n") == 1
-    assert "hangs" not in [p.name for p in ip.user_ns["_alchemist"].programs]
+    assert "hangs_until_interrupted" not in [p.name for p in ip.user_ns["_alchemist"].programs]
 
 
 def test_estimate_sends_nothing(ip, fake_server, monkeypatch, tmp_path, capsys):
