@@ -21,10 +21,12 @@ from .aggregate import DawidSkene, MajorityVote, SelectionResult, covered, progr
 from .aggregate.select import score
 from .data import DataError, Dataset
 from .llm.cost import CostMeter
+from .llm.dedup import duplicates_by_output, silent_programs, uninformative_programs
 from .llm.provenance import ProgramStore
-from .llm.repair import RepairRequest, analysis_stats, repair_examples, repair_programs, weak_reasons
+from .llm.repair import RepairRequest, analysis_stats, repair_evidence, repair_programs, weak_reasons
 from .llm.zero_shot import zero_shot_counterfactual, zero_shot_label
 from .programs import ABSTAIN, FAULT, INVALID, ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
+from .programs.smoke import smoke_run
 from .programs.export import export_source
 from .programs.snorkel_compat import from_snorkel, is_labeling_function
 from .programs.writer import WriteResult, as_writer
@@ -51,7 +53,12 @@ class Workbench:
         root: folder for programs, provenance and caches (``.alchemist`` next to the notebook);
             ``None`` keeps everything in memory (no store, no caches).
         workers, time_limit_s, memory_limit_mb: sandbox settings (see ``apply_programs``).
-        smoke_rows: rows of train used to smoke-test a program before it joins the set.
+        smoke_rows: ``None`` (default): a program is smoke-tested on every train row before it joins
+            the set (the apply it would get anyway; :meth:`apply` then reads its outputs from the
+            cache and reports it as run, not cached), so it is refused only
+            for what the full apply shows (never voting, raising everywhere, one class everywhere);
+            a number: on that many sampled train rows instead (faster for huge sets, but a rare,
+            precise rule may then look like one that never votes).
         seed: seeds sampling, tie-breaking, writers, label models and the distilled model.
         meter: the task's cost meter (LLM clients for this task should record into it).
     """
@@ -68,7 +75,7 @@ class Workbench:
         workers: int | None = None,
         time_limit_s: float = 60.0,
         memory_limit_mb: int | None = 2048,
-        smoke_rows: int = 200,
+        smoke_rows: int | None = None,
         seed: int = 0,
         meter: CostMeter | None = None,
     ):
@@ -90,11 +97,18 @@ class Workbench:
         self.stored: dict[str, np.ndarray] = {}
         self.selection: SelectionResult | None = None
         self.label_model = None
+        self.left_out: dict[str, str] = {}  # program -> why fit() left it out of the label model
+        self.fit_notes: list[str] = []
+        self._fit_names: list[str] | None = None  # the programs the label model uses (None: all)
         self.distilled = None
         self.estimate_usd: float | None = None
         self._zero_shot: dict[str, dict] = {}
+        self._ran_at_add: dict = {}  # program name -> the train run add()'s smoke test computed
+        self._repairs_sent: dict[str, list[Program]] = {}  # LLM repair request key -> the programs it gave
+        self.repair_failures: list[str] = []  # why the last LLM repair round's requests gave no program
         rng = np.random.default_rng(seed)
-        self._smoke_rows = np.sort(rng.choice(len(train), size=min(smoke_rows, len(train)), replace=False))
+        self._smoke_rows = (None if smoke_rows is None or smoke_rows >= len(train)
+                            else np.sort(rng.choice(len(train), size=smoke_rows, replace=False)))
         self._inputs = {name: ds.inputs() for name, ds in self.datasets.items()}
 
     def inputs(self, split: str = "train") -> list:
@@ -136,10 +150,22 @@ class Workbench:
             program = from_snorkel([program], field=self._input_field())[0]
         program = program if isinstance(program, Program) else Program(program)
         if smoke:
-            sample = [self._inputs["train"][i] for i in self._smoke_rows]
             limit = self.time_limits.get(program.name, self.sandbox["time_limit_s"])
-            verdict = smoke_test(program, sample, self.label_space, time_limit_s=min(10.0, limit),
-                                 memory_limit_mb=self.sandbox["memory_limit_mb"])
+            if self._smoke_rows is None:
+                # the full train apply, with apply()'s limits and through its output cache: the verdict is
+                # the one apply() would reach, apply() reuses the outputs, and a program that hangs costs
+                # its time limit once (the cache keeps failed outcomes too)
+                train = self.datasets["train"]
+                verdict, run = smoke_run(program, self._inputs["train"], self.label_space, time_limit_s=limit,
+                                         memory_limit_mb=self.sandbox["memory_limit_mb"], cache=self.cache,
+                                         dataset_fingerprint=train.fingerprint if self.cache is not None else None,
+                                         row_name="train row")
+                if verdict.ok and not run.cached:
+                    self._ran_at_add[program.name] = run  # apply() reports this run (it has the exception text)
+            else:
+                sample = [self._inputs["train"][i] for i in self._smoke_rows]
+                verdict = smoke_test(program, sample, self.label_space, time_limit_s=min(10.0, limit),
+                                     memory_limit_mb=self.sandbox["memory_limit_mb"])
             if not verdict.ok:
                 self.rejected.append((program, "; ".join(verdict.reasons)))
                 return False
@@ -290,6 +316,13 @@ class Workbench:
                                             on_progress=tell, **common)
                 parts.append((positions, result))
             self.results[split] = parts[0][1] if len(parts) == 1 else _merge(parts, len(inputs), len(self.programs))
+            if split == "train":  # outputs the smoke test of add() computed: that run is this apply's
+                runs = self.results[split].runs
+                for j, run in enumerate(runs):
+                    fresh = self._ran_at_add.get(run.program.name)
+                    if fresh is not None and fresh.program.id == run.program.id and run.status == fresh.status:
+                        runs[j] = fresh
+                self._ran_at_add.clear()
         return pd.DataFrame(self.results["train"].summary()).set_index("name")
 
     def use_stored_matrices(self) -> None:
@@ -326,35 +359,129 @@ class Workbench:
         table["Runtime (s)"] = [round(r.runtime_s, 3) for r in runs]
         table["Status"] = [status_of(r) for r in runs]
         table["Problem"] = [problem_of(r) for r in runs]
+        flags = self.flags()
+        fitted = self.label_model is not None
+        for name, row in flags.iterrows():
+            what = ("left out of the label model" if name in self.left_out else "kept in the label model"
+                    ) if fitted else "left out of the label model by default"
+            if table.loc[name, "Status"] == "ok":
+                table.loc[name, "Status"] = row["Flag"]
+            table.loc[name, "Problem"] = "; ".join(x for x in (table.loc[name, "Problem"], f"{row['Reason']}: {what}") if x)
         return table
 
+    # -- flags ----------------------------------------------------------------------------------
+    def flags(self) -> pd.DataFrame:
+        """The programs the label model leaves out by default, and why (after :meth:`apply`).
+
+        Index: program name. ``Flag``: ``silent`` (never votes on train: every output abstain,
+        invalid or a fault), ``duplicate`` (votes like an earlier program on >= 95 % of the train rows
+        where either votes, ``llm.dedup.duplicates_by_output``; a repaired program counts as earlier
+        than its parent), ``not_above_prior`` or ``inverted`` (on the labeled dev rows its accuracy is
+        not above chance with 95 % confidence, or significantly below it:
+        ``llm.dedup.uninformative_programs`` over ``aggregate.guard.flag_programs``; programs the
+        offline synthesizer wrote from these dev rows are judged on their cross-fitted votes).
+        ``Reason``: one line. Programs not listed are not flagged.
+        """
+        if "train" not in self.results:
+            raise ValueError("nothing applied yet: call .apply() first")
+        key = tuple(id(self.results.get(split)) for split in ("train", "dev"))
+        if getattr(self, "_flags_key", None) == key:
+            return self._flags
+        runs = self.results["train"].runs
+        names = [r.program.name for r in runs]
+        L = self.results["train"].L
+        rows: dict[str, tuple[str, str]] = {}
+        for name in silent_programs(L, names):
+            rows[name] = ("silent", "never votes on the train rows (every output abstain, invalid or a fault)")
+        order = [j for j in _children_first([r.program for r in runs]) if names[j] not in rows]
+        for dup in duplicates_by_output(L[:, order], [names[j] for j in order]):
+            rows[dup.name] = ("duplicate", str(dup))
+        dev = self.datasets.get("dev")
+        if dev is not None and dev.has_labels and "dev" in self.results:
+            judged = [j for j in range(len(names)) if names[j] not in rows]
+            L_dev = self.results["dev"].L[:, judged]
+            held = {}
+            for col, j in enumerate(judged):
+                votes = self._crossfit_votes(runs[j].program, len(dev))
+                if votes is not None:
+                    held[col] = votes
+            for u in uninformative_programs(L_dev, dev.labels, [names[j] for j in judged], votes=held):
+                rows[u.name] = (u.status, str(u) + (" (cross-fitted votes)" if names.index(u.name) in
+                                                    [judged[c] for c in held] else ""))
+        table = pd.DataFrame([{"name": n, "Flag": rows[n][0], "Reason": rows[n][1]} for n in names if n in rows],
+                             columns=["name", "Flag", "Reason"]).set_index("name")
+        self._flags_key, self._flags = key, table
+        return table
+
+    def _crossfit_votes(self, program: Program, n_dev: int):
+        """Held-out votes on the dev rows of a program the offline synthesizer wrote from them (its
+        in-sample dev votes would vouch for itself); None for any other program."""
+        stats = (program.provenance or {}).get("stats")
+        votes = stats.get("crossfit_votes") if isinstance(stats, dict) else None
+        if self.labeled is not None or votes is None or len(votes) != n_dev or stats.get("labeled_rows") != n_dev:
+            return None
+        return np.asarray(votes, dtype=np.int8)
+
     # -- aggregation ----------------------------------------------------------------------------
-    def fit(self, candidates: list[str] | None = None, metric: str = "accuracy") -> SelectionResult | None:
+    def fit(self, candidates: list[str] | None = None, metric: str = "accuracy", *,
+            keep_flagged: bool = False) -> SelectionResult | None:
         """Fit the label model: chosen on dev when dev has labels, else Dawid-Skene unsupervised.
 
         ``metric`` is what the dev choice maximises: ``"accuracy"``, ``"f1"`` (binary, class 1
-        positive, e.g. spam) or ``"macro_f1"``.
+        positive, e.g. spam) or ``"macro_f1"``. The programs :meth:`flags` lists (silent,
+        duplicate, not above chance, inverted) are left out of the label model unless
+        ``keep_flagged``; ``left_out`` maps each one left out to why, ``fit_notes`` says it in words
+        (and :meth:`analysis` shows it per program). When every program is flagged, all are kept.
         """
-        L = self.matrix("train")
+        names = self._program_names("train")
+        self.left_out = {}
+        self.fit_notes = []
+        if "train" in self.results and not self.stored:
+            flags = self.flags()
+            if len(flags) and not keep_flagged:
+                if len(flags) < len(names):
+                    self.left_out = {n: f"{flags.loc[n, 'Flag']}: {flags.loc[n, 'Reason']}" for n in flags.index}
+                    self.fit_notes.append(f"left out of the label model ({len(flags)} of {len(names)} programs; "
+                                          "fit(keep_flagged=True) keeps them): "
+                                          + "; ".join(self.left_out.values()))
+                else:
+                    self.fit_notes.append("every program is flagged (see flags()): all are kept")
+            elif len(flags):
+                self.fit_notes.append(f"{len(flags)} flagged programs kept (keep_flagged=True): " + ", ".join(flags.index))
+        self._fit_names = [n for n in names if n not in self.left_out] if self.left_out else None
+        L = self._votes("train")
         dev = self.datasets.get("dev")
         if dev is not None and dev.has_labels:
             known = dev.labels >= 0
-            self.selection = select_label_model(L, self.matrix("dev")[known], dev.labels[known],
+            self.selection = select_label_model(L, self._votes("dev")[known], dev.labels[known],
                                                 candidates=candidates, seed=self.seed, metric=metric,
                                                 cardinality=self.task.cardinality)
             self.label_model = self.selection.model
         else:
             self.selection = None
             self.label_model = DawidSkene(cardinality=self.task.cardinality, seed=self.seed).fit(L)
+        if self._fit_names is not None:  # still reads a full matrix(split), as before any program was left out
+            self.label_model = ProgramSubset(self.label_model, [names.index(n) for n in self._fit_names], len(names))
         return self.selection
+
+    def _votes(self, split: str) -> np.ndarray:
+        """The label matrix of a split restricted to the programs the label model uses."""
+        L = self.matrix(split)
+        if self._fit_names is None or split in self.stored:
+            return L
+        names = self._program_names(split)
+        missing = [n for n in self._fit_names if n not in names]
+        if missing:
+            raise ValueError(f"the programs changed since fit() ({', '.join(missing)} gone): call .fit() again")
+        return L[:, [names.index(n) for n in self._fit_names]]
 
     def predict_proba(self, split: str = "train") -> np.ndarray:
         """Probabilistic labels for a split from the fitted label model."""
-        return self._model().predict_proba(self.matrix(split))
+        return self._model().predict_proba(self._votes(split))
 
     def predict(self, split: str = "train", uncovered: str = "abstain") -> np.ndarray:
-        """Hard labels; rows no program covers are -1 unless ``uncovered="prior"``."""
-        return self._model().predict(self.matrix(split), uncovered=uncovered)
+        """Hard labels; rows no program (used by the label model) covers are -1 unless ``uncovered="prior"``."""
+        return self._model().predict(self._votes(split), uncovered=uncovered)
 
     def labels(self, split: str = "train", votes: bool = False) -> pd.DataFrame:
         """The split's rows with the label model's answer: input columns, ``label`` (class name,
@@ -366,7 +493,7 @@ class Workbench:
         frame = ds.frame[ds.input_columns].copy()
         frame["label"] = [self.task.classes[p] if p >= 0 else None for p in pred]
         frame["confidence"] = proba.max(axis=1)
-        frame["covered"] = covered(self.matrix(split))
+        frame["covered"] = covered(self._votes(split))
         if votes:
             for j, name in enumerate(self._program_names(split)):
                 frame[f"vote:{name}"] = self._class_names(self.matrix(split)[:, j])
@@ -428,7 +555,7 @@ class Workbench:
         ``coverage`` and ``majority_vote``."""
         ds = self._split(split, labeled=True)
         known = ds.labels >= 0
-        L, y = self.matrix(split)[known], ds.labels[known]
+        L, y = self._votes(split)[known], ds.labels[known]
         is_covered = covered(L)
         pred = self._model().predict(L, uncovered="prior")
         return {
@@ -461,8 +588,11 @@ class Workbench:
     def weak_programs(self, min_accuracy: float = 0.7) -> list[tuple[Program, dict, list[str]]]:
         """``(program, stats, reasons)`` for each program :func:`weak_reasons` finds weak."""
         table, n = self.analysis(), len(self.datasets["train"])
+        duplicates = set(self.flags().query("Flag == 'duplicate'").index)
         out = []
         for program in self.programs:
+            if program.name in duplicates or program.name not in table.index:  # a duplicate's twin is judged
+                continue                                                      # instead; unapplied: no stats
             stats = analysis_stats(table.loc[program.name], n)
             reasons = weak_reasons(stats, min_accuracy=min_accuracy)
             if reasons:
@@ -472,8 +602,9 @@ class Workbench:
     def repair(self, client=None, *, min_accuracy: float = 0.7, budget_usd: float | None = None) -> list[Program]:
         """Repair the weak programs and add the repaired ones that pass; returns those added.
 
-        With an LLM ``client`` the model rewrites each weak program from its statistics and its wrong
-        dev rows; without one, the offline repair (``synth.repair_program``) learns exceptions from
+        With an LLM ``client`` the model rewrites each weak program from its statistics, its wrong and
+        unlabeled dev rows and the rows where it raised, quoting the exception (:meth:`repair_requests`);
+        identical requests are sent once and never again by this workbench. Without one, the offline repair (``synth.repair_program``) learns exceptions from
         the dev errors and the label model's confident train labels.
         """
         weak = self.weak_programs(min_accuracy)
@@ -489,16 +620,71 @@ class Workbench:
                 except NothingToLearn:
                     continue
         else:
-            dev = self.datasets.get("dev")
-            if dev is None or not dev.has_labels:
-                raise ValueError("repair with the LLM shows it wrong dev rows: give the workbench labeled dev rows")
-            names = [p.name for p in self.programs]
-            requests = []
-            for program, stats, _ in weak:
-                j = names.index(program.name)
-                wrong, uncovered = repair_examples(dev.texts, dev.labels, self.matrix("dev")[:, j], self.task.classes)
-                requests.append(RepairRequest(program, stats, wrong, uncovered))
-            repaired = repair_programs(self.task, requests, client, existing=self.programs, budget_usd=budget_usd).programs
+            repaired = self._repair_with_llm(weak, client, budget_usd)
+        return [p for p in repaired if self.add(p)]
+
+    def repair_requests(self, weak=None) -> list[RepairRequest]:
+        """What :meth:`repair` sends the LLM for each weak program: its statistics, the dev rows it
+        labels wrongly or leaves unlabeled, and the rows where it **raised** (quoting its exception)
+        or returned a non-label, read from its raw outputs (``llm.repair_evidence``): a crash is
+        never shown as "returns -1". When it fails on train rows but not on dev ones, the failing
+        train rows are quoted."""
+        dev = self.datasets.get("dev")
+        if dev is None or not dev.has_labels:
+            raise ValueError("repair with the LLM shows it wrong dev rows: give the workbench labeled dev rows")
+        weak = self.weak_programs() if weak is None else weak
+        names = self._program_names("dev")
+        requests = []
+        for program, stats, _ in weak:
+            j = names.index(program.name)
+            run = self.results["dev"].runs[j]
+            codes = run.codes if run.codes is not None else self.matrix("dev")[:, j]
+            evidence = repair_evidence(dev.texts, dev.labels, codes, self.task.classes, message=run.message, seed=self.seed)
+            train_run = self.results["train"].runs[self._program_names("train").index(program.name)]
+            if not evidence["errors"] and train_run.codes is not None and (np.asarray(train_run.codes) < -1).any():
+                train = self.datasets["train"]
+                on_train = repair_evidence(train.texts, np.full(len(train), -1), train_run.codes, self.task.classes,
+                                           message=train_run.message, seed=self.seed)
+                evidence.update(errors=on_train["errors"], message=train_run.message)
+            requests.append(RepairRequest(program, stats, **evidence))
+        return requests
+
+    def _repair_with_llm(self, weak, client, budget_usd) -> list[Program]:
+        """One request per distinct (source, evidence): programs with the same code and outputs share
+        it, and a request this workbench already sent is not sent (or paid for) again."""
+        import hashlib
+        import json
+
+        sent = self._repairs_sent
+        fresh: dict[str, RepairRequest] = {}
+        keys = []
+        for request in self.repair_requests(weak):
+            stats = {k: v for k, v in request.stats.items() if k != "j"}
+            key = hashlib.sha256(json.dumps([request.program.source, stats, request.wrong, request.uncovered,
+                                             request.errors, request.message], default=str, sort_keys=True
+                                            ).encode()).hexdigest()
+            keys.append(key)
+            if key not in sent and key not in fresh:
+                fresh[key] = request
+        if fresh:
+            result = repair_programs(self.task, list(fresh.values()), client, existing=self.programs,
+                                     budget_usd=budget_usd)
+            by_parent: dict[str, list[Program]] = {}
+            for p in result.programs:
+                by_parent.setdefault(p.provenance.get("parent"), []).append(p)
+            for key, request in fresh.items():
+                sent[key] = by_parent.get(request.program.id, [])
+            self.repair_failures = [str(f) for f in result.failures]
+        else:
+            self.repair_failures = []
+        present = {p.source for p in self.programs}
+        out, seen = [], set()
+        for key in keys:
+            for p in sent.get(key, []):
+                if p.source not in present and p.source not in seen:
+                    seen.add(p.source)
+                    out.append(p)
+        return out
         return [p for p in repaired if self.add(p)]
 
     # -- distillation ---------------------------------------------------------------------------
@@ -543,7 +729,7 @@ class Workbench:
             cache_dir = self.root / "cache" / "features"
         student = DistilledModel(features=features, model=model, seed=self.seed, metric=metric,
                                  uncovered=uncovered or ("auto" if dev is not None else "ignore"), cache_dir=cache_dir)
-        student.fit(self.datasets["train"], self.predict_proba("train"), covered(self.matrix("train")), dev=dev)
+        student.fit(self.datasets["train"], self.predict_proba("train"), covered(self._votes("train")), dev=dev)
         self.distilled = student
         return student
 
@@ -618,12 +804,62 @@ class Workbench:
     def _majority(self):
         if self.selection is not None:
             return self.selection.majority
-        return MajorityVote(cardinality=self.task.cardinality, seed=self.seed).fit(self.matrix("train"))
+        return MajorityVote(cardinality=self.task.cardinality, seed=self.seed).fit(self._votes("train"))
 
     def _model(self):
         if self.label_model is None:
             raise ValueError("no label model yet: call .fit() first")
         return self.label_model
+
+
+class ProgramSubset:
+    """A fitted label model that uses some of the programs: given a full label matrix (every
+    program's column, e.g. ``Workbench.matrix(split)``) it reads only its programs' columns; a
+    matrix of just those columns is used as it is. Everything else is the model's."""
+
+    def __init__(self, model, columns: list[int], n_programs: int):
+        self.model, self.columns, self.n_programs = model, list(columns), n_programs
+
+    def _columns_of(self, L):
+        L = np.asarray(L)
+        return L[:, self.columns] if L.ndim == 2 and L.shape[1] == self.n_programs else L
+
+    def predict_proba(self, L):
+        return self.model.predict_proba(self._columns_of(L))
+
+    def predict(self, L, *args, **kwargs):
+        return self.model.predict(self._columns_of(L), *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["model"], name)
+
+
+def _children_first(programs: list[Program]) -> list[int]:
+    """Program positions with each repaired program moved just before its parent (the program
+    whose id its provenance names), so that a duplicate pair keeps the repair, not the parent."""
+    position = {p.id: j for j, p in enumerate(programs)}
+    before: dict[int, list[int]] = {}
+    for j, p in enumerate(programs):
+        parent = (p.provenance or {}).get("parent")
+        if parent in position and position[parent] != j:
+            before.setdefault(position[parent], []).append(j)
+    moved = {j for js in before.values() for j in js}
+    order: list[int] = []
+
+    def emit(j: int) -> None:
+        for child in before.get(j, []):
+            if child not in order:
+                emit(child)
+        if j not in order:
+            order.append(j)
+
+    for j in range(len(programs)):
+        if j not in moved:
+            emit(j)
+    for j in range(len(programs)):  # a cycle of parents (never made by repair): keep every program
+        if j not in order:
+            order.append(j)
+    return order
 
 
 def _merge(parts, n_rows: int, n_programs: int) -> ApplyResult:

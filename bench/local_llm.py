@@ -11,9 +11,13 @@ or against a server that is already running (llama.cpp, Ollama, vLLM...):
 
 It starts the server on 127.0.0.1 (and stops it by its PID at the end), then for each dataset runs
 the plain Python API with the client's *defaults* (no model name, no key, no concurrency, timeout
-or max_tokens settings): generate_programs -> Workbench.add (check + smoke) -> apply -> dedup by
-output -> fit -> evaluate, then one LLM repair round, and, for comparison, the offline
-synthesizer alone and LLM + synthesizer. It compares the meter's tokens with the server's own
+or max_tokens settings): generate_programs -> Workbench.add (check + smoke test over every train
+row) -> apply -> flags (silent, duplicate by output, not above chance, inverted: left out by
+fit()) -> fit -> evaluate, then one LLM repair round (Workbench.repair: the prompt quotes the
+program's exceptions and failing rows), and, for comparison, the offline synthesizer alone, LLM +
+synthesizer (same defaults) and TF-IDF + logistic regression trained on the same labeled (dev)
+rows. ``--seeds 0,1,2`` repeats it per seed (exemplars, sample numbers and workbench seed) and
+prints mean +- std. It compares the meter's tokens with the server's own
 books (the "eval time = ... / N runs" line llama.cpp logs per request it computed; a request
 computed for a client that had gone shows up there and not in the meter).
 Last line: JSON with everything measured.
@@ -38,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 from alchemist_magics import TaskSpec, Workbench  # noqa: E402
 from alchemist_magics.data import load_wrench  # noqa: E402
 from alchemist_magics.llm import CostMeter, LLMClient, generate_programs, select_exemplars  # noqa: E402
-from alchemist_magics.llm.dedup import duplicates_by_output, silent_programs, uninformative_programs  # noqa: E402
 
 DATA = Path(os.environ.get("ALCHEMIST_DATA", ROOT.parent / "shared" / "data"))
 TASKS = {
@@ -111,35 +114,34 @@ def server_tokens(log: Path | None) -> tuple[int, int] | None:
 
 
 def scores(wb: Workbench) -> dict:
+    """Test scores with the defaults: fit() leaves the flagged programs out (and says which)."""
     wb.fit()
     acc = wb.scores("test", "accuracy")
     f1 = wb.scores("test", "f1")
     return {"accuracy": round(acc["label_model"], 4), "f1": round(f1["label_model"], 4),
             "majority_accuracy": round(acc["majority_vote"], 4), "majority_f1": round(f1["majority_vote"], 4),
-            "coverage": round(acc["coverage"], 4), "model": wb.model_name, "programs": len(wb.programs)}
+            "coverage": round(acc["coverage"], 4), "model": wb.model_name, "programs": len(wb.programs),
+            "used": len(wb.programs) - len(wb.left_out), "left_out": dict(wb.left_out)}
 
 
-def dedup(wb: Workbench) -> list[str]:
-    """Remove programs that never vote or vote like an earlier one on train (returns what went)."""
-    names = [p.name for p in wb.programs]
-    L = wb.matrix("train")
-    gone = [f"{n}: never votes on train" for n in silent_programs(L, names)]
-    for name in silent_programs(L, names):
-        wb.remove(name)
-    names = [p.name for p in wb.programs]
-    for dup in duplicates_by_output(wb.matrix("train"), names):
-        wb.remove(dup.name)
-        gone.append(str(dup))
-    return gone
+def flag_list(wb: Workbench) -> list[str]:
+    return [f"{name}: {row['Flag']}: {row['Reason']}" for name, row in wb.flags().iterrows()]
 
 
-def drop_uninformative(wb: Workbench) -> list[str]:
-    """Remove programs whose votes are no better than the class prior on the labeled dev rows."""
-    dev = wb.datasets["dev"]
-    found = uninformative_programs(wb.matrix("dev"), dev.labels, [p.name for p in wb.programs])
-    for u in found:
-        wb.remove(u.name)
-    return [str(u) for u in found]
+def tfidf_baseline(dev, test) -> dict:
+    """TF-IDF + logistic regression trained on the same labeled rows (dev), scored on test, with the
+    guard's settings (balanced class weights, C fixed up front)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from alchemist_magics.aggregate.guard import LR_C
+    from alchemist_magics.aggregate.select import score
+
+    vec = TfidfVectorizer(sublinear_tf=True)
+    lr = LogisticRegression(C=LR_C, class_weight="balanced", max_iter=1000).fit(vec.fit_transform(dev.texts), dev.labels)
+    pred = lr.predict(vec.transform(test.texts))
+    return {"accuracy": round(score(test.labels, pred, "accuracy"), 4), "f1": round(score(test.labels, pred, "f1"), 4),
+            "rows": len(dev)}
 
 
 def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: Path, log: Path | None,
@@ -168,47 +170,59 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
         out["server_generated_tokens"] = after[1] - before[1]
         out["meter_requests"] = meter.requests
         out["meter_completion_tokens"] = meter.completion_tokens
-    wb = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-llm")
+    # generate -> add (check + smoke test over every train row) -> apply -> flags -> fit -> evaluate
+    wb = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-llm-{seed}", seed=seed)
     added = [p for p in gen.programs if wb.add(p)]
     out["smoke_rejected"] = [f"{p.name}: {why}" for p, why in wb.rejected]
-    wb.apply(progress=False)
-    out["dedup_removed"] = dedup(wb)
-    out["programs_kept"] = len(wb.programs)
     out["added"] = len(added)
-    out["llm_only"] = scores(wb) if wb.programs else None
-    out["uninformative_removed"] = drop_uninformative(wb)
-    out["llm_only_informative"] = scores(wb) if wb.programs else None
-    # One repair round with the LLM: weak programs rewritten from their stats and wrong dev rows.
+    out["programs_kept"] = len(added)
+    wb.apply(progress=False)
+    out["flags"] = flag_list(wb)
+    out["llm_only_before_repair"] = scores(wb) if wb.programs else None
+    out["llm_only_before_repair_keep_flagged"] = None
+    if wb.programs:
+        wb.fit(keep_flagged=True)
+        out["llm_only_before_repair_keep_flagged"] = {
+            "accuracy": round(wb.scores("test", "accuracy")["label_model"], 4),
+            "f1": round(wb.scores("test", "f1")["label_model"], 4)}
+    # One repair round with the LLM: weak programs rewritten from their stats, wrong and unlabeled dev
+    # rows and quoted exceptions (Workbench.repair_requests); identical requests sent once.
     t1 = time.monotonic()
+    repair_before = (meter.requests, server_tokens(log))
     try:
-        if repair_rounds < 1:
+        if repair_rounds < 1 or not wb.programs:
             raise _Skipped
+        out["weak"] = [f"{p.name}: {', '.join(r)}" for p, _, r in wb.weak_programs()]
         repaired = wb.repair(client)
+        out["repair_failures"] = list(wb.repair_failures)
         if repaired:
             wb.apply(progress=False)
-            dedup(wb)
-        out["repaired"] = len(repaired)
-        out["llm_after_repair"] = scores(wb) if wb.programs else None
+        out["repaired"] = [p.name for p in repaired]
+        out["repair_requests"] = meter.requests - repair_before[0]
+        again_requests = meter.requests
+        wb.repair(client)  # the same weak programs again: nothing is sent twice
+        out["repair_again_requests"] = meter.requests - again_requests
+        out["flags_after_repair"] = flag_list(wb)
     except _Skipped:
-        out["repaired"] = "skipped (--repair-rounds 0)"
+        out["repaired"] = "skipped"
     except Exception as error:  # noqa: BLE001 - report, keep the other numbers
         out["repair_error"] = f"{type(error).__name__}: {error}"
     out["repair_s"] = round(time.monotonic() - t1, 1)
+    out["llm_only"] = scores(wb) if wb.programs else None  # after checks, flags and one repair round
     llm_programs = list(wb.programs)
-    # The offline synthesizer alone, and LLM + synthesizer.
+    # The offline synthesizer alone, and LLM + synthesizer (same defaults: flags left out).
     from alchemist_magics.synth import synthesize_programs
 
     synth = synthesize_programs(task, dev.inputs(), dev.labels, train.inputs(), 10, seed=seed)
-    wb_s = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-synth")
+    wb_s = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-synth-{seed}", seed=seed)
     wb_s.add_all(synth)
     wb_s.apply(progress=False)
     out["synth_only"] = scores(wb_s)
-    wb_b = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-both")
+    wb_b = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-both-{seed}", seed=seed)
     wb_b.add_all(list(synth) + llm_programs)
     wb_b.apply(progress=False)
-    dedup(wb_b)
-    drop_uninformative(wb_b)
     out["llm_plus_synth"] = scores(wb_b)
+    out["tfidf_lr_dev_rows"] = tfidf_baseline(dev, test)
     # A re-run of the same generation is served from the cache: no request at all.
     rerun_meter = CostMeter()
     again = generate_programs(task, n, LLMClient(base_url=base_url, cache=cache, meter=rerun_meter),
@@ -216,6 +230,22 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     out["rerun_requests"] = rerun_meter.requests
     out["rerun_cache_hits"] = again.cache_hits
     out["wall_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+def summarize(rows: list[dict], metric: str) -> dict:
+    """Mean and sample std over seeds of ``metric`` for each arm."""
+    import statistics
+
+    out = {}
+    for arm in ("llm_only", "llm_only_before_repair", "synth_only", "llm_plus_synth", "tfidf_lr_dev_rows"):
+        values = [r[arm][metric] for r in rows if r.get(arm)]
+        if values:
+            out[arm] = {"mean": round(statistics.fmean(values), 4),
+                        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+                        "values": values}
+    out["seeds"] = [r["seed"] for r in rows]
+    out["llm_plus_synth_ge_synth"] = [r["llm_plus_synth"][metric] >= r["synth_only"][metric] for r in rows]
     return out
 
 
@@ -229,6 +259,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--datasets", default="youtube,sms")
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (overrides --seed); mean +- std printed")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repair-rounds", type=int, default=1, choices=[0, 1])
     parser.add_argument("--ctx", type=int, default=4096)
@@ -247,17 +278,33 @@ def main(argv=None) -> dict:
             server = LlamaServer(args.gguf, args.server_python, args.threads, args.ctx, log).start()
             result["server"] = {"cmd": " ".join(server.cmd), "start_s": round(time.monotonic() - started, 1)}
         base_url = server.base_url if server else args.base_url
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
         for name in args.datasets.split(","):
-            row = run_dataset(name, base_url, args.n, args.seed, work / "cache", work / "wb", log,
-                              repair_rounds=args.repair_rounds)
-            result["datasets"][name] = row
-            print(f"{name}: {row['programs_kept']} programs kept of {args.n} requested "
-                  f"({row['programs_generated']} generated, {len(row['failures'])} failed requests, "
-                  f"{row['timeouts']} timeouts); meter {row.get('meter_requests')} requests, "
-                  f"{row.get('meter_completion_tokens')} completion tokens vs server "
-                  f"{row.get('server_requests_computed')} computed, {row.get('server_generated_tokens')} generated; LLM-only test acc {row['llm_only'] and row['llm_only']['accuracy']} "
-                  f"f1 {row['llm_only'] and row['llm_only']['f1']}; {row['cost_text']}; {row['wall_s']} s", flush=True)
-            (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
+            rows = []
+            for seed in seeds:
+                row = run_dataset(name, base_url, args.n, seed, work / "cache", work / "wb", log,
+                                  repair_rounds=args.repair_rounds)
+                rows.append(row)
+                result["datasets"][name] = row if len(seeds) == 1 else rows
+                llm = row["llm_only"] or {}
+                print(f"{name} seed {seed}: {row['programs_kept']} programs kept of {args.n} requested "
+                      f"({row['programs_generated']} generated, {len(row['failures'])} failed requests, "
+                      f"{row['timeouts']} timeouts, {len(row['flags'])} flagged); meter {row.get('meter_requests')} "
+                      f"requests, {row.get('meter_completion_tokens')} completion tokens vs server "
+                      f"{row.get('server_requests_computed')} computed, {row.get('server_generated_tokens')} generated; "
+                      f"LLM-only (after repair) test acc {llm.get('accuracy')} f1 {llm.get('f1')}; synth "
+                      f"{row['synth_only']['accuracy']}/{row['synth_only']['f1']}; LLM+synth "
+                      f"{row['llm_plus_synth']['accuracy']}/{row['llm_plus_synth']['f1']}; TF-IDF LR "
+                      f"{row['tfidf_lr_dev_rows']['accuracy']}/{row['tfidf_lr_dev_rows']['f1']}; {row['cost_text']}; "
+                      f"{row['wall_s']} s", flush=True)
+                (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
+            if len(seeds) > 1:
+                metric = "f1" if name == "sms" else "accuracy"
+                result.setdefault("summary", {})[name] = summary = summarize(rows, metric)
+                print(f"{name} ({metric}, {len(seeds)} seeds): " + "; ".join(
+                    f"{arm} {v['mean']:.3f} +- {v['std']:.3f}" for arm, v in summary.items() if isinstance(v, dict)),
+                    flush=True)
+                (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
     finally:
         if server is not None:
             server.stop()

@@ -118,3 +118,85 @@ def test_guard_compares_the_label_model_with_a_classifier_on_dev(tmp_path):
     assert set(report.baselines) == {"TF-IDF LR"} and 0 <= report.baselines["TF-IDF LR"] <= 1
     assert report.pipeline_is_better == (report.pipeline >= report.baselines["TF-IDF LR"])
     assert "TF-IDF LR" in report.message and "in-sample" in report.notes[-1]
+
+
+# -- flags, the smoke test over every train row, repair with evidence (issue 15) --------------------
+LINK = 'def link(text):\n    return 1 if "http" in text else -1\n'
+LINK_AGAIN = 'def link_again(text):\n    if "http" not in text:\n        return -1\n    return 1\n'
+NEVER = 'def never(text):\n    return -1\n'
+COIN = 'def coin(text):\n    return 1 if int(text.split()[-1]) % 2 else -1\n'  # votes spam on half the rows at random
+BACKWARDS = 'def backwards(text):\n    return 0 if any(w in text for w in ("cash", "subscribe", "free")) else -1\n'
+
+
+def test_flagged_programs_are_shown_and_left_out_of_the_label_model_unless_kept(bench):
+    for source in (SPAM_WORDS, HAM_SONG, LINK, LINK_AGAIN, COIN, BACKWARDS):
+        assert bench.add(source), bench.rejected
+    assert bench.add(NEVER, smoke=False)  # the smoke test would refuse it; flags catch it anyway
+    bench.apply(progress=False)
+    flags = bench.flags()
+    assert flags["Flag"].to_dict() == {"link_again": "duplicate", "never": "silent", "coin": "not_above_prior",
+                                       "backwards": "inverted"}
+    assert "link_again duplicates link: same vote on 100.0%" in flags.loc["link_again", "Reason"]
+    table = bench.analysis()
+    assert table.loc["coin", "Status"] == "not_above_prior" and table.loc["spam_words", "Status"] == "ok"
+    assert table.loc["backwards", "Problem"].endswith("left out of the label model by default")
+    bench.fit()
+    assert set(bench.left_out) == set(flags.index) and "keep_flagged=True" in bench.fit_notes[0]
+    assert "inverted" in bench.left_out["backwards"] and "left out of the label model" in bench.analysis().loc["never", "Problem"]
+    assert bench.predict_proba("train").shape == (300, 2)
+    # the fitted model still reads a full label matrix (what other code passes it)
+    assert np.allclose(bench.label_model.predict_proba(bench.matrix("dev")), bench.predict_proba("dev"))
+    assert bench.evaluate("test").iloc[0]["accuracy"] > 0.9
+    bench.fit(keep_flagged=True)
+    assert bench.left_out == {} and "4 flagged programs kept" in bench.fit_notes[0]
+    assert "kept in the label model" in bench.analysis().loc["coin", "Problem"]
+
+
+def test_a_repair_is_judged_before_its_parent_for_duplicates():
+    from alchemist_magics.programs import Program
+    from alchemist_magics.workbench import _children_first
+
+    a, b, c = Program(LINK), Program(SPAM_WORDS), Program(LINK_AGAIN)
+    child = Program(LINK_AGAIN, provenance={"parent": a.id})
+    assert _children_first([a, b, child]) == [2, 0, 1] and _children_first([a, b, c]) == [0, 1, 2]
+
+
+def test_the_smoke_test_runs_over_every_train_row(tmp_path):
+    """A rare rule that fires on one train row is accepted; a 10-row sample would have refused it."""
+    texts = [f"nice song {i}" for i in range(300)]
+    texts[123] = "win the jackpot 123"
+    train = from_dataframe(pd.DataFrame({"text": texts, "y": [0] * 300}), "text", "y", classes=["ham", "spam"])
+    task = TaskSpec("rare", "spam?", ["ham", "spam"])
+    rare = 'def jackpot(text):\n    return 1 if "jackpot" in text else -1\n'
+    full = Workbench(task, train, root=tmp_path / "a")
+    assert full.add(rare) and not full.add(NEVER)
+    assert full.rejected[0][1] == "abstains on every train row (all 300)"
+    full.apply(progress=False)
+    assert not full.results["train"].runs[0].cached  # it ran for this task (in add), reported as run
+    assert (full.matrix("train")[:, 0] >= 0).sum() == 1
+    sampled = Workbench(task, train, root=tmp_path / "b", smoke_rows=10)
+    assert not sampled.add(rare) and "abstains on every sample row" in sampled.rejected[0][1]
+
+
+CRASHY = ('def crashy(text):\n    if "song" in text:\n        raise ValueError("no songs here")\n'
+          '    return 1 if "love" in text or "great" in text else -1\n')
+FIXED = "```python\ndef crashy_fixed(text):\n    return 0 if 'song' in text or 'love' in text else -1\n```\n"
+
+
+def test_llm_repair_quotes_the_exception_and_pays_for_a_request_once(bench, fake_server, make_client):
+    fake_server.responder = lambda body: {"content": FIXED}
+    assert bench.add(SPAM_WORDS) and bench.add(CRASHY)
+    bench.apply(progress=False)
+    bench.fit()
+    (request,) = bench.repair_requests()
+    assert request.program.name == "crashy" and request.errors
+    assert all(what == "raised ValueError: no songs here" for _, what in request.errors)
+    assert all("song" not in text for text, _ in request.uncovered)  # a crash is never "returns -1"
+    client = make_client(cache=False)  # no response cache: only the workbench can avoid paying twice
+    added = bench.repair(client)
+    assert fake_server.request_count == 1 and [p.name for p in added] == [bench.programs[-1].name]
+    assert added[0].name.startswith("crashy_fix")
+    prompt = fake_server.requests[0]["messages"][-1]["content"]
+    assert "raised ValueError: no songs here" in prompt and "Rows where it failed" in prompt
+    assert added[0].provenance["parent"] == bench.programs[1].id
+    assert bench.repair(client) == [] and fake_server.request_count == 1  # the same request: not sent again

@@ -95,42 +95,61 @@ def silent_programs(L, names: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Uninformative:
-    """``name``'s votes for ``label`` are right no more often than that class's share of the dev
-    rows (``precision`` <= ``prior`` + margin, on ``votes`` dev rows): voting it adds no evidence."""
+    """``name``'s votes on the labeled rows carry no evidence: its accuracy there is not above
+    *chance* (the class prior of what it votes) with 95% confidence and within ``margin`` of it, or
+    significantly below it (``status`` "inverted"). ``flag`` is the underlying
+    :class:`~alchemist_magics.aggregate.guard.ProgramFlag` (one test for every program source)."""
 
     name: str
-    label: int
-    precision: float
-    prior: float
+    label: int  # the class it votes most
+    precision: float  # its accuracy on the labeled rows where it votes
+    prior: float  # chance: the mean prior of the classes it votes
     votes: int
+    status: str = "not_above_prior"  # or "inverted"
+    flag: object = None
 
     def __str__(self) -> str:
-        return (f"{self.name}: its votes for class {self.label} are right {self.precision:.0%} of the time on "
-                f"{self.votes} dev rows, no better than the class's share ({self.prior:.0%})")
+        if self.status == "inverted":
+            return (f"{self.name}: right {self.precision:.0%} of the time on {self.votes} labeled rows, "
+                    f"significantly below chance ({self.prior:.0%}): inverted?")
+        return (f"{self.name}: right {self.precision:.0%} of the time on {self.votes} labeled rows, "
+                f"not above chance ({self.prior:.0%}) with 95% confidence")
 
 
 def uninformative_programs(L_dev, y_dev, names: list[str], *, margin: float = 0.05,
-                           min_votes: int = 5) -> list[Uninformative]:
-    """Programs whose votes carry no evidence on the labeled dev rows: for the class a program votes
-    most, its precision is at most that class's prior plus ``margin`` (e.g. a "spam if the text is
-    long" rule that votes spam on most rows at the base rate). Judged only with ``min_votes`` votes
-    or more; rows without a gold label are ignored. Use it with the duplicates, after ``apply``."""
-    L, y = np.asarray(L_dev), np.asarray(y_dev)
+                           min_votes: int = 5, votes=None) -> list[Uninformative]:
+    """Programs whose votes carry no evidence on the labeled rows, judged by
+    :func:`~alchemist_magics.aggregate.guard.flag_programs` (a one-sided 95% Wilson bound against
+    chance, the class prior of the classes a program votes):
+
+    - ``not_above_prior``: not above chance at all, or not provably above it *and* within
+      ``margin`` of it (a "spam if the text is long" rule voting spam on most rows at the base
+      rate). A rare rule right 9 times in 10 is not provably above an 87 % prior either, but it is
+      far from it: it is kept.
+    - ``inverted``: significantly below chance (it votes against its evidence).
+
+    Judged only with ``min_votes`` votes or more; rows without a gold label are ignored. ``votes``
+    optionally replaces columns of ``L_dev`` with held-out (cross-fitted) votes for programs written
+    from these rows: a dict ``{column: votes}``. Use it with the duplicates, after ``apply``.
+    """
+    from ..aggregate.guard import flag_programs
+
+    L, y = np.array(L_dev), np.asarray(y_dev)
+    for j, column in (votes or {}).items():
+        L[:, j] = column
     known = y >= 0
     L, y = L[known], y[known]
-    if len(y) == 0:
+    if len(y) == 0 or L.shape[1] == 0:
         return []
     k = int(max(y.max(), L.max(initial=-1))) + 1
-    priors = np.bincount(y, minlength=k) / len(y)
     found = []
-    for j, name in enumerate(names):
-        column = L[:, j]
-        voted = column[column >= 0]
-        if len(voted) < min_votes:
+    for flag in flag_programs(np.where(L >= 0, L, -1), y, k, names):
+        if flag.fired < min_votes:
             continue
-        label = int(np.bincount(voted, minlength=k).argmax())
-        mask = column == label
-        precision = float(np.mean(y[mask] == label))
-        if precision <= priors[label] + margin:
-            found.append(Uninformative(name, label, precision, float(priors[label]), int(mask.sum())))
+        near_chance = flag.status == "unproven" and flag.accuracy <= flag.chance + margin
+        if flag.left_out or near_chance:
+            column = L[:, flag.index]
+            label = int(np.bincount(column[column >= 0], minlength=k).argmax())
+            found.append(Uninformative(flag.name, label, float(flag.accuracy), float(flag.chance), flag.fired,
+                                       "inverted" if flag.status == "inverted" else "not_above_prior", flag))
     return found

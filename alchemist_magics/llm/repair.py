@@ -106,7 +106,8 @@ def _quoted_error(message: str) -> str:
         while end < len(message) and depth:
             depth += {"(": 1, ")": -1}.get(message[end], 0)
             end += 1
-        return message[start:end - 1 if depth == 0 else end].strip()
+        quoted = message[start:end - 1 if depth == 0 else end].strip()
+        return re.sub(r"^row \d+:\s*", "", quoted)  # the first failing row's number is not this row's
     found = re.search(r"\b([A-Z]\w*(?:Error|Exception))\b:?\s*([^;|]*)", message)
     return f"{found.group(1)}: {found.group(2).strip()}".rstrip(": ") if found else ""
 
