@@ -128,6 +128,8 @@ def run_seed(bench, seed: int, encoder, E: dict, *, distill: bool = False, worke
            "coverage": round(float(covered.mean()), 4), "label_model_name": chosen.name,
            "n_programs": len(res.programs), "n_flagged": len(res.flagged), "program_set": res.program_set,
            "concept_programs": sum(p.provenance["stats"]["kind"].startswith("concept_") for p in res.programs),
+           "classifier_kept": any(p.provenance["stats"]["kind"] == "classifier" for p in res.programs),
+           "nearest_abstain": res.nearest_margin.get("abstain_share", 0.0),
            "classes_labeled": len(set(y_l.tolist())),
            "classes_without_program": [n for n in res.notes if "no kept program" in n],
            "synth_s": round(synth_s, 2), "apply_s": round(apply_s, 2), "pipeline_s": round(pipeline_s, 2),
@@ -161,6 +163,7 @@ def summarise(runs: list[dict]) -> dict:
                           for n in runs[0]["guard"]["baselines"]}}
     out["label_models"] = [r["label_model_name"] for r in runs]
     out["program_sets"] = [r["program_set"] for r in runs]
+    out["nearest_abstain_shares"] = [r.get("nearest_abstain") for r in runs]
     out["seeds_with_class_without_program"] = sum(bool(r["classes_without_program"]) for r in runs)
     return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alchemist_magics.programs import LabelSpace, apply_programs, check_program
+from alchemist_magics.programs import LabelSpace, Program, apply_programs, check_program
 from alchemist_magics.synth.concepts import (class_phrase, junk_token, mine_phrases, row_input,
                                              synthesize_concept_programs, synthesize_text_programs)
 from alchemist_magics.synth import synthesize_programs
@@ -149,3 +149,56 @@ def test_embeddings_are_not_recomputed_when_given():
 def test_needs_two_labeled_classes():
     with pytest.raises(ValueError, match="two different classes"):
         synthesize_concept_programs(TASK, ["goal match"] * 5, [0] * 5, encoder=BagEncoder())
+
+
+def test_classifier_program_is_readable_crossfitted_and_runs_in_the_sandbox():
+    from alchemist_magics.synth.classifier import LabeledRowsClassifier
+
+    texts, y = make(90, 10, noise=0.2)
+    pool, _ = make(300, 11)
+    test, y_test = make(200, 12)
+    res = synthesize_text_programs(TASK, texts, y, pool, encoder=BagEncoder(), seed=0,
+                                   sets={"all": ("keyword", "nearest", "margin", "classifier")}, abstain=(0.0,))
+    kinds = [p.provenance["stats"]["kind"] for p in res.programs]
+    j = kinds.index("classifier")
+    program, stats = res.programs[j], res.programs[j].provenance["stats"]
+    assert check_program(program.source).ok and "logistic regression" in program.source
+    assert f"{stats['crossfit_right']}/90 right" in program.source
+    # its held-out votes are out-of-fold: a classifier fitted on all 90 rows would score them in-sample
+    assert stats["crossfit_right"] == int((res.heldout_votes[:, j] == y).sum())
+    in_sample = LabeledRowsClassifier(3).fit(texts, y, BagEncoder().transform(texts))
+    assert (in_sample.predict_proba(texts, BagEncoder().transform(texts)).argmax(1) == y).sum() >= stats["crossfit_right"]
+    data = res.concepts.dataset(test)
+    assert {"clf_sport", "clf_food", "clf_tech"} <= set(data.input_columns)
+    L = apply_programs(res.programs, data.inputs(), LabelSpace(TASK.classes), progress=False).L
+    scores = res.concepts.scores(test)
+    assert (L[:, j] == scores[["clf_sport", "clf_food", "clf_tech"]].to_numpy().argmax(axis=1)).all()
+    assert (L[:, j] == y_test).mean() > 0.8
+    assert "trained on the labeled rows" in res.concepts.describe()
+
+
+def test_classifier_alone_is_a_candidate_set():
+    from alchemist_magics.synth.concepts import choose_program_set
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 100)
+    good = np.where(rng.random(100) < 0.9, y, 1 - y)  # the classifier: right 90%
+    noise = rng.integers(-1, 2, (100, 5))  # five chance programs
+    programs = [Program(f"def p{i}(x):\n    return -1\n", provenance={"stats": {"kind": "word"}}) for i in range(5)]
+    programs.append(Program("def clf(x):\n    return 0\n", provenance={"stats": {"kind": "classifier"}}))
+    kept, H, choice = choose_program_set(programs, np.hstack([noise, good[:, None]]), y, 2, "accuracy")
+    assert choice["name"] == "classifier only" and [p.name for p in kept] == ["clf"] and H.shape == (100, 1)
+
+
+def test_nearest_program_abstains_below_its_margin():
+    texts, y = make(90, 13, noise=0.3)
+    pool, _ = make(400, 14)
+    test, _ = make(200, 15)
+    res = synthesize_text_programs(TASK, texts, y, pool, encoder=BagEncoder(), seed=0,
+                                   sets={"all": ("keyword", "nearest", "margin")}, abstain=(0.5,), classifier=False)
+    j = next(i for i, p in enumerate(res.programs) if p.provenance["stats"]["kind"] == "concept_nearest_profile")
+    stats = res.programs[j].provenance["stats"]
+    assert res.nearest_margin["abstain_share"] == 0.5 and "MARGIN = " in res.programs[j].source
+    assert stats["crossfit_fired"] == int((res.heldout_votes[:, j] >= 0).sum()) < 90
+    L = apply_programs(res.programs, res.concepts.dataset(test).inputs(), LabelSpace(TASK.classes), progress=False).L
+    assert 0.2 < (L[:, j] == -1).mean() < 0.8  # abstains on about half of the rows

@@ -19,11 +19,16 @@ same check, sandbox and label-model path as every other program.
 
 Programs (:func:`synthesize_concept_programs`):
 
-- ``nearest_profile``: the class whose profile is most similar (votes on every row);
+- ``nearest_profile``: the class whose profile is most similar, abstaining where it leads the runner-up
+  by at most a margin (a quantile of the leads over the unlabeled rows, chosen by cross-fitting);
 - ``nearest_name``: zero-shot, the class whose name is most similar (kept only when its cross-fitted
   accuracy on the labeled rows is above the majority-class rate with 95% confidence);
 - ``profile_margin`` per class: the class's profile leads every other profile by a margin (the margin
   is the median lead over the class's own labeled rows: the program fires on the clearer half).
+
+:func:`synthesize_text_programs` adds the keyword programs and the model-based program (a classifier
+trained on the labeled rows, :mod:`alchemist_magics.synth.classifier`, read as ``x.clf_<class>``) and
+chooses the program set and the abstain margin by the cross-fitted vote on the labeled rows.
 
 Every accuracy a program's comment states is **cross-fitted**: the labeled rows are cut into folds,
 the concepts and thresholds are rebuilt without a fold, and the program is scored on that fold. Never
@@ -46,6 +51,7 @@ FOLDS = 5
 REFINE_ROUNDS = (0, 2)  # candidate rounds of profile refinement on the unlabeled rows (chosen by cross-fit)
 UNLABELED_SHARE = 0.5  # in a refined profile the unlabeled rows weigh this much against the labeled ones
 PHRASES_PER_CLASS = 3
+NEAREST_ABSTAIN = (0.0, 0.25, 0.5)  # candidate shares of the unlabeled rows on which a nearest rule abstains
 PRIOR_ROUNDS = 60  # iterations of the prior-matching offsets of the nearest-class programs
 CONFIDENCE_Z = 1.645  # one-sided 95% for the "above the prior" checks
 MAX_POOL = 20000  # larger unlabeled pools are subsampled (with the seed)
@@ -89,10 +95,12 @@ class TextConcepts:
     concepts: list[dict]
     vectors: np.ndarray
     classes: list[str] = field(default_factory=list)
+    classifier: object = None  # a LabeledRowsClassifier: its probabilities are the clf_<class> columns
+    classifier_columns: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
-        return [c["column"] for c in self.concepts]
+        return [c["column"] for c in self.concepts] + list(self.classifier_columns)
 
     def embed(self, texts) -> np.ndarray:
         return np.asarray(self.encoder.transform(list(texts)), dtype=np.float32)
@@ -100,7 +108,12 @@ class TextConcepts:
     def scores(self, texts=None, *, embeddings: np.ndarray | None = None) -> pd.DataFrame:
         """``(rows, concepts)`` cosine similarities (rounded to 4 decimals, what programs read)."""
         E = self.embed(texts) if embeddings is None else np.asarray(embeddings, dtype=np.float32)
-        frame = pd.DataFrame(np.round(_normalise(E) @ self.vectors.T, 4).astype(np.float64), columns=self.columns)
+        frame = pd.DataFrame(np.round(_normalise(E) @ self.vectors.T, 4).astype(np.float64),
+                             columns=[c["column"] for c in self.concepts])
+        if self.classifier is not None and texts is not None:
+            P = self.classifier.predict_proba(list(texts), _normalise(E))
+            for c, column in enumerate(self.classifier_columns):
+                frame[column] = np.round(P[:, c], 4)
         frame.attrs["concepts"] = self.concepts
         return frame
 
@@ -118,7 +131,11 @@ class TextConcepts:
                        notes=list(data.notes) if is_dataset else [])
 
     def describe(self) -> str:
-        return "\n".join(f"- x.{c['column']}: {c['about']}" for c in self.concepts)
+        lines = [f"- x.{c['column']}: {c['about']}" for c in self.concepts]
+        if self.classifier is not None:
+            lines += [f"- x.{col}: probability of {name!r} by a {self.classifier.about} trained on the labeled rows"
+                      for col, name in zip(self.classifier_columns, self.classes)]
+        return "\n".join(lines)
 
 
 @dataclass
@@ -135,6 +152,8 @@ class ConceptSynthesis:
     flagged: list = field(default_factory=list)  # (Program, ProgramFlag) left out, with the reason
     labels: np.ndarray | None = None  # the labeled rows' classes (what heldout_votes is scored against)
     program_set: str = "concepts"  # which candidate set (PROGRAM_SETS) the cross-fit chose
+    rules: list = field(default_factory=list)  # the _Rule behind each concept program (to rewrite a margin)
+    nearest_margin: dict = field(default_factory=dict)  # the nearest rules' abstain margin, as chosen
 
 
 # --------------------------------------------------------------------------- the concepts
@@ -247,12 +266,21 @@ class _Rule:
         kind = "profile" if self.kind in ("nearest_profile", "profile_margin") else "name"
         return [i for i, c in enumerate(concepts) if c["kind"] == kind]
 
+    def lead(self, S: np.ndarray, concepts: list[dict]) -> np.ndarray:
+        """Nearest rules: how far the winning column (plus its offset) leads the runner-up."""
+        block = S[:, self.columns(concepts)] + (0 if self.offsets is None else self.offsets)
+        if block.shape[1] < 2:
+            return np.full(len(S), np.inf)
+        top = np.sort(block, axis=1)
+        return top[:, -1] - top[:, -2]
+
     def votes(self, S: np.ndarray, concepts: list[dict]) -> np.ndarray:
         cols = self.columns(concepts)
         classes = np.array([concepts[i]["class"] for i in cols])
         block = S[:, cols]
         if self.kind != "profile_margin":
-            return classes[(block + (0 if self.offsets is None else self.offsets)).argmax(axis=1)]
+            best = classes[(block + (0 if self.offsets is None else self.offsets)).argmax(axis=1)]
+            return best if self.margin <= 0 else np.where(self.lead(S, concepts) > self.margin, best, -1)
         mine = np.flatnonzero(classes == self.label)
         if not len(mine) or len(cols) < 2:
             return np.full(len(S), -1)
@@ -361,6 +389,7 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
     # Cross-fit: concepts, thresholds and programs rebuilt without each fold, scored on it.
     parts = folds_of(len(y), seed, folds)
     heldout = {r: None for r in REFINE_ROUNDS}
+    heldout_leads = {r: {} for r in REFINE_ROUNDS}
     for rounds in REFINE_ROUNDS:
         votes = None
         for part in parts:
@@ -377,6 +406,9 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
             for rule in rules:
                 key = (rule.kind, rule.label)
                 votes.setdefault(key, np.full(len(y), -1))[part] = rule.votes(S_part, con.concepts)
+                if rule.kind != "profile_margin":
+                    heldout_leads[rounds].setdefault(key, np.full(len(y), np.inf))[part] = rule.lead(
+                        S_part, con.concepts)
         heldout[rounds] = votes or {}
     # Rounds of refinement: the better cross-fitted nearest-profile accuracy (ties: fewer rounds).
     def profile_accuracy(r):
@@ -387,9 +419,10 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
     votes = heldout[rounds]
     concepts = _build(task, texts_l, E_l, y, E_u, encoder, rounds, phrases, phrase_vectors)
     S_l = E_l @ concepts.vectors.T
-    rules = _rules(S_l, y, concepts.concepts, k, None if E_u is None else E_u @ concepts.vectors.T)
+    S_u = None if E_u is None else E_u @ concepts.vectors.T
+    rules = _rules(S_l, y, concepts.concepts, k, S_u)
     prior = np.bincount(y, minlength=k) / len(y)
-    notes, programs, columns = [], [], []
+    notes, programs, columns, kept_rules = [], [], [], []
     for rule in rules:
         v = votes.get((rule.kind, rule.label), np.full(len(y), -1))
         fired = v >= 0
@@ -408,9 +441,20 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
                  "votes_for": sorted({c["class"] for c in concepts.concepts
                                       if c["kind"] == ("name" if rule.kind == "nearest_name" else "profile")})
                  if rule.label < 0 else [rule.label]}
+        if rule.kind != "profile_margin":
+            stats["offsets"] = [round(float(o), 4) for o in (np.zeros(len(stats["keys"])) if rule.offsets is None
+                                                              else rule.offsets)]
+            lead = heldout_leads[rounds].get((rule.kind, rule.label))
+            if lead is not None:
+                stats["crossfit_leads"] = [round(float(v), 5) for v in lead]
+            # Candidate abstain margins: quantiles of the lead over the unlabeled rows (else the labeled).
+            pool_lead = rule.lead(S_u if S_u is not None else S_l, concepts.concepts)
+            stats["lead_quantiles"] = {str(q): round(float(np.quantile(pool_lead, q)), 4) if q > 0 else 0.0
+                                       for q in NEAREST_ABSTAIN}
         programs.append(Program(_write(task, rule, concepts, stats, seed),
                                 provenance={"source": "offline-synthesizer", "seed": seed, "stats": stats}))
         columns.append(v)
+        kept_rules.append(rule)
     for c in range(k):
         if not (y == c).any():
             notes.append(f"class {task.classes[c]!r} has no labeled row: no profile program (its name is "
@@ -418,7 +462,7 @@ def synthesize_concept_programs(task: TaskSpec, labeled_texts, labels, unlabeled
     sources = unique_names([p.source for p in programs])
     programs = [Program(s, provenance=p.provenance) for s, p in zip(sources, programs)]
     held = np.stack(columns, axis=1) if columns else np.empty((len(y), 0), dtype=int)
-    return ConceptSynthesis(programs, concepts, held, notes, rounds)
+    return ConceptSynthesis(programs, concepts, held, notes, rounds, rules=kept_rules)
 
 
 def _accuracy_comment(stats: dict) -> str:
@@ -438,15 +482,22 @@ def _write(task: TaskSpec, rule: _Rule, concepts: TextConcepts, stats: dict, see
                             for (col, cls), off in zip(pairs, offsets))
         what = ("profile (mean embedding of its labeled rows)" if kind == "profile" else "class name")
         fname = identifier(f"{task.name}_nearest_{kind}")
-        return (
-            f"{header}# Score column (cosine similarity of the row's sentence embedding) -> (class, offset). The offsets\n"
-            f"# make each class win on about its share of the labeled rows among the unlabeled rows.\n"
-            f"SCORES = {{\n{listing}\n}}\n\n\n"
-            f"def {fname}(x):\n"
-            f'    """Vote the class whose {what} is most similar to the text (plus its offset)."""\n'
-            f"    best = max(SCORES, key=lambda column: x[column] + SCORES[column][1])\n"
-            f"    return SCORES[best][0]\n"
-        )
+        head = (f"{header}# Score column (cosine similarity of the row's sentence embedding) -> (class, offset). The offsets\n"
+                f"# make each class win on about its share of the labeled rows among the unlabeled rows.\n"
+                f"SCORES = {{\n{listing}\n}}\n")
+        if rule.margin <= 0:
+            return (f"{head}\n\ndef {fname}(x):\n"
+                    f'    """Vote the class whose {what} is most similar to the text (plus its offset)."""\n'
+                    f"    best = max(SCORES, key=lambda column: x[column] + SCORES[column][1])\n"
+                    f"    return SCORES[best][0]\n")
+        share = stats.get("abstain_share")
+        why = f"abstains on about {share:.0%} of the unlabeled rows; " if share else ""
+        return (f"{head}MARGIN = {rule.margin:.4f}  # {why}chosen by cross-fitting on the labeled rows\n\n\n"
+                f"def {fname}(x):\n"
+                f'    """Vote the class whose {what} is most similar to the text\n'
+                f'    (plus its offset) if it leads the runner-up by more than MARGIN, else abstain (a near tie is no evidence)."""\n'
+                f"    ranked = sorted((x[column] + offset, label) for column, (label, offset) in SCORES.items())\n"
+                f"    return ranked[-1][1] if ranked[-1][0] - ranked[-2][0] > MARGIN else -1\n")
     col = next(c["column"] for c in concepts.concepts if c["kind"] == "profile" and c["class"] == rule.label)
     others = [c["column"] for c in concepts.concepts if c["kind"] == "profile" and c["class"] != rule.label]
     name = task.classes[rule.label]
@@ -482,38 +533,74 @@ def votes_for(program: Program) -> list[int]:
 
 
 PROGRAM_SETS = {  # the candidate program sets, by group of program kinds (ties: the earlier, larger set)
-    "all": ("keyword", "nearest", "margin"),
-    "keywords + profile margins": ("keyword", "margin"),
-    "concepts only": ("nearest", "margin"),
-    "keywords only": ("keyword",),
+    "all": ("keyword", "nearest", "margin", "classifier"),
+    "keywords + profile margins": ("keyword", "margin", "classifier"),
+    "concepts only": ("nearest", "margin", "classifier"),
+    "keywords only": ("keyword", "classifier"),
+    "classifier only": ("classifier",),
 }
 
 
 def program_group(program: Program) -> str:
     kind = program.provenance.get("stats", {}).get("kind", "")
+    if kind == "classifier":
+        return "classifier"  # the classifier trained on the labeled rows (synth/classifier.py)
     if kind in ("concept_nearest_profile", "concept_nearest_name"):
-        return "nearest"  # votes on every row
+        return "nearest"  # votes on every row (unless its abstain margin is above 0)
     return "margin" if kind.startswith("concept_") else "keyword"
 
 
-def choose_program_set(programs: list[Program], heldout: np.ndarray, y, k: int, metric: str):
-    """The candidate set (``PROGRAM_SETS``) with the best cross-fitted majority vote on the labeled
+def _masked_nearest(programs: list[Program], heldout: np.ndarray, q: float) -> np.ndarray:
+    """Held-out votes with each nearest rule abstaining where its cross-fitted lead is at most the
+    ``q`` quantile of its lead over the unlabeled rows."""
+    H = heldout.copy()
+    if q <= 0:
+        return H
+    for j, p in enumerate(programs):
+        stats = p.provenance.get("stats", {})
+        if program_group(p) == "nearest" and stats.get("crossfit_leads") is not None:
+            margin = stats.get("lead_quantiles", {}).get(str(q))
+            if margin is not None:
+                H[np.asarray(stats["crossfit_leads"]) <= margin, j] = -1
+    return H
+
+
+def choose_program_set(programs: list[Program], heldout: np.ndarray, y, k: int, metric: str, sets: dict | None = None,
+                       abstain=NEAREST_ABSTAIN):
+    """The candidate set (``PROGRAM_SETS``) and the nearest rules' abstain share (``abstain``: the share
+    of the unlabeled rows with the smallest leads) with the best cross-fitted majority vote on the labeled
     rows. An always-voting nearest-profile program helps where classes are balanced and hurts where
-    "no keyword fired" is itself evidence (rare-class detection): the labeled rows decide."""
+    "no keyword fired" is itself evidence (rare-class detection), and it ties a precise keyword with a
+    near-tie guess: the labeled rows decide. Ties: the earlier set, then the smaller share."""
     groups = np.array([program_group(p) for p in programs])
     scores, masks = {}, {}
-    for name, members in PROGRAM_SETS.items():
+    sets = PROGRAM_SETS if sets is None else sets
+    has_nearest = bool((groups == "nearest").any())
+    shares = tuple(abstain) if has_nearest else (0.0,)
+    for name, members in sets.items():
         mask = np.isin(groups, members)
+        if set(groups[mask].tolist()) == {"classifier"}:
+            name = "classifier only"  # e.g. "concepts only" where no concept program was kept
         if not mask.any() or any(mask.tolist() == m.tolist() for m in masks.values()):
             continue
-        masks[name], scores[name] = mask, crossfit_metric(heldout[:, mask], y, k, metric)
+        masks[name] = mask
+        uses_nearest = bool((groups[mask] == "nearest").any())
+        for q in (shares if uses_nearest else (0.0,)):
+            scores[(name, q)] = crossfit_metric(_masked_nearest(programs, heldout, q)[:, mask], y, k, metric)
     if not scores:
-        return programs, heldout, {"name": "all", "score": None, "scores": {}, "dropped": []}
-    best = max(scores, key=lambda n: (round(scores[n], 6), -list(PROGRAM_SETS).index(n)))
-    mask = masks[best]
+        return programs, heldout, {"name": "all", "score": None, "scores": {}, "dropped": [], "abstain": 0.0}
+    order = list(sets) + ["classifier only"]
+    best = max(scores, key=lambda c: (round(scores[c], 6), -order.index(c[0]), -c[1]))
+    name, q = best
+    mask = masks[name]
     kept = [p for p, m in zip(programs, mask) if m]
     dropped = [p for p, m in zip(programs, mask) if not m]
-    return kept, heldout[:, mask], {"name": best, "score": scores[best], "scores": scores, "dropped": dropped}
+    H = _masked_nearest(programs, heldout, q)[:, mask]
+    table = {}
+    for (n, share), v in scores.items():  # per set, its best share
+        if n not in table or v > table[n]:
+            table[n] = v
+    return kept, H, {"name": name, "score": scores[best], "scores": table, "dropped": dropped, "abstain": q}
 
 
 def crossfit_metric(heldout, y, k: int, metric: str) -> float:
@@ -523,16 +610,75 @@ def crossfit_metric(heldout, y, k: int, metric: str) -> float:
     return score(y, crossfit_predictions(heldout, y, k), metric)
 
 
+def classifier_program(task: TaskSpec, texts_l, y, E_l, seed: int, concepts: TextConcepts, metric: str = "accuracy"):
+    """The model-based program (synth/classifier.py): fit on every labeled row, its votes on the labeled
+    rows cross-fitted on the concept programs' folds. Adds the ``clf_<class>`` columns to ``concepts``
+    and returns ``(program, held-out votes)``."""
+    from .classifier import LabeledRowsClassifier, choose_parts
+
+    k = task.cardinality
+    parts, P_held, part_scores = choose_parts(texts_l, y, E_l, k, folds_of(len(y), seed), metric)
+    model = LabeledRowsClassifier(k, parts).fit(texts_l, y, E_l)
+    taken = set(c["column"] for c in concepts.concepts)
+    columns = []
+    for c in range(k):
+        column = identifier(f"clf_{task.classes[c]}")
+        base, i = column, 1
+        while column in taken:
+            i += 1
+            column = f"{base}_{i}"
+        taken.add(column)
+        columns.append(column)
+    concepts.classifier, concepts.classifier_columns = model, columns
+    held = P_held.argmax(axis=1)
+    right = int((held == y).sum())
+    present = sorted(set(y.tolist()))
+    stats = {"label": None, "kind": "classifier", "keys": [columns[c] for c in present], "crossfit_fired": len(y),
+             "crossfit_right": right, "labeled_rows": len(y), "votes_for": present, "about": model.about,
+             "parts_crossval": {n: round(v, 4) for n, v in part_scores.items()}}
+    listing = "\n".join(f"    {columns[c]!r}: {c},  # {task.classes[c]}" for c in present)
+    fname = identifier(f"{task.name}_labeled_rows_classifier")
+    source = (
+        f"# Written by the offline synthesizer (seed {seed}). A classifier trained on the {len(y)} labeled rows: "
+        f"{model.about}\n# (features chosen by 5-fold cross-validation on the labeled rows). Cross-fitted (trained "
+        f"without the scored rows): {right}/{len(y)} right ({right / len(y):.0%}).\n"
+        f"# x.clf_<class> is its probability of the class.\n"
+        f"CLASSES = {{\n{listing}\n}}\n\n\n"
+        f"def {fname}(x):\n"
+        f'    """Vote the class the classifier trained on the labeled rows finds most probable."""\n'
+        f"    return CLASSES[max(CLASSES, key=lambda column: x[column])]\n")
+    return Program(source, provenance={"source": "offline-synthesizer", "seed": seed, "stats": stats}), held
+
+
+def _with_margin(result: ConceptSynthesis, program: Program, q: float, task: TaskSpec, seed: int,
+                 held: np.ndarray, y: np.ndarray) -> Program:
+    """A nearest program rewritten to abstain below its chosen lead (``q``: share of the unlabeled
+    rows); ``held`` is its masked held-out column, which its comment now reports."""
+    stats = program.provenance["stats"]
+    rule = next((r for r, p in zip(result.rules, result.programs) if p.name == program.name), None)
+    if rule is None or q <= 0 or "lead_quantiles" not in stats:
+        return program
+    rule.margin = float(stats["lead_quantiles"][str(q)])
+    fired = held >= 0
+    stats.update(margin=round(rule.margin, 4), abstain_share=q, crossfit_fired=int(fired.sum()),
+                 crossfit_right=int((held[fired] == y[fired]).sum()))
+    return Program(_write(task, rule, result.concepts, stats, seed), provenance=program.provenance)
+
+
 def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_texts=(), n_programs: int = 20,
                              seed: int = 0, *, encoder=None, labeled_embeddings=None, unlabeled_embeddings=None,
-                             phrases=None, metric: str = "accuracy", drop_flagged: bool = True) -> ConceptSynthesis:
-    """Keyword programs (:func:`~alchemist_magics.synth.text_rules.synthesize_programs`) and concept
-    programs together, all reading concept rows (``x.text`` and the score columns).
+                             phrases=None, metric: str = "accuracy", drop_flagged: bool = True,
+                             sets: dict | None = None, classifier: bool = True,
+                             abstain=NEAREST_ABSTAIN) -> ConceptSynthesis:
+    """Keyword programs (:func:`~alchemist_magics.synth.text_rules.synthesize_programs`), concept
+    programs and (``classifier``) the classifier trained on the labeled rows, all reading concept rows
+    (``x.text`` and the score columns).
 
     Every program's accuracy is cross-fitted. Programs whose cross-fitted accuracy is not above chance
     (or is below it) are flagged by :func:`~alchemist_magics.aggregate.guard.flag_programs` and, with
-    ``drop_flagged``, left out (listed in ``flagged`` and ``notes``). Whether the keyword programs join
-    the concept programs is chosen by the cross-fitted majority vote (``metric``) on the labeled rows.
+    ``drop_flagged``, left out (listed in ``flagged`` and ``notes``). Which groups of programs are kept
+    (``PROGRAM_SETS``, among them the classifier alone) and how often the nearest rules abstain are
+    chosen by the cross-fitted majority vote (``metric``) on the labeled rows.
     Apply the programs to ``result.concepts.dataset(texts)``.
     """
     from ..aggregate.guard import flag_programs
@@ -549,11 +695,17 @@ def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_te
                   if words else np.empty((len(y), 0), dtype=int))
     words = [row_input(p) for p in words]
     k = task.cardinality
-    flags = flag_programs(np.hstack([result.heldout_votes, word_votes]), y, k,
-                          [p.name for p in result.programs + words])
-    all_votes = np.hstack([result.heldout_votes, word_votes])
+    extra, extra_votes = [], np.empty((len(y), 0), dtype=int)
+    if classifier:
+        E_l = result.concepts.embed(texts_l) if labeled_embeddings is None else np.asarray(labeled_embeddings)
+        program, held_clf = classifier_program(task, texts_l, y, _normalise(np.asarray(E_l, dtype=np.float32)),
+                                               seed, result.concepts, metric)
+        extra, extra_votes = [program], held_clf[:, None]
+    candidates = result.programs + words + extra
+    all_votes = np.hstack([result.heldout_votes, word_votes, extra_votes])
+    flags = flag_programs(all_votes, y, k, [p.name for p in candidates])
     programs, held, notes, flagged = [], [], list(result.notes), []
-    for flag, program in zip(flags, result.programs + words):
+    for flag, program in zip(flags, candidates):
         program.provenance["stats"]["crossfit_status"] = flag.status
         if drop_flagged and flag.left_out:
             flagged.append((program, flag))
@@ -562,7 +714,12 @@ def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_te
         programs.append(program)
         held.append(all_votes[:, flag.index])
     H = np.stack(held, axis=1) if held else np.empty((len(y), 0), dtype=int)
-    programs, H, choice = choose_program_set(programs, H, y, k, metric)
+    programs, H, choice = choose_program_set(programs, H, y, k, metric, sets, abstain)
+    if choice["abstain"] > 0:
+        programs = [_with_margin(result, p, choice["abstain"], task, seed, H[:, j], y)
+                    if program_group(p) == "nearest" else p for j, p in enumerate(programs)]
+        notes.append(f"nearest-class programs abstain on the {choice['abstain']:.0%} of unlabeled rows where the "
+                     f"best class leads the runner-up least (chosen by cross-fitted majority vote)")
     if choice["dropped"]:
         notes.append(f"program set chosen by cross-fitted majority vote on the labeled rows ({metric}): "
                      f"{choice['name']} {choice['score']:.3f}; " + ", ".join(
@@ -571,4 +728,5 @@ def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_te
     voted = {int(c) for p in programs for c in votes_for(p)}
     for c in sorted(set(y.tolist()) - voted):
         notes.append(f"class {task.classes[c]!r} has labeled rows but no kept program votes for it")
-    return ConceptSynthesis(programs, result.concepts, H, notes, result.refine_rounds, flagged, y, choice["name"])
+    return ConceptSynthesis(programs, result.concepts, H, notes, result.refine_rounds, flagged, y, choice["name"],
+                            result.rules, {"abstain_share": choice["abstain"]})
