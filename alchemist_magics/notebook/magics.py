@@ -537,6 +537,7 @@ class Alchemist(Magics):
         for c in cells:
             if c.get("name") and c.get("cell_id"):
                 session.cell_of[c["name"]] = c["cell_id"]
+        session.panel.unrefuse(*(n for n in list(session.panel.refused) if n not in names_in_cells))
         if register_edited:
             current = {p.name: p for p in session.all_programs()}
             for c in cells:
@@ -779,8 +780,7 @@ class Alchemist(Magics):
                     wb.datasets["train"].fingerprint)
             if memo in session.refused:
                 why, status = session.refused[memo]
-                session.panel.show_refused(program.name, "train", status, len(wb.datasets["train"]),
-                                           f"{program.name} not registered: {why}")
+                session.panel.refuse(program.name, status, why + " (as before: not run again)")
                 raise AlchemistError(f"program {program.name} not registered: {why} (as before: the same source, "
                                      "data and time limit are not run again; edit the cell or change --time-limit)")
             try:
@@ -794,9 +794,11 @@ class Alchemist(Magics):
                 status = why.split(":", 1)[0]
                 if status in FAILED_STATUSES:
                     session.refused[memo] = (why, status)
-                session.panel.end_apply(keep=f"{program.name} not registered: {why}")
+                session.panel.end_apply()
+                session.panel.refuse(program.name, status, why)
                 raise AlchemistError(f"program {program.name} not registered: {why}")
             session.panel.end_apply()
+        session.panel.unrefuse(program.name)
         if cid is not None:
             for other, bound in list(session.cell_of.items()):
                 if bound == cid and other != program.name:  # the marker was renamed: the cell holds a new program

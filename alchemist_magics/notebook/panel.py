@@ -240,7 +240,7 @@ class Panel:
         self.live: dict[str, dict[str, tuple]] = {}  # program -> split -> (state, rows done, rows, status, cached)
         self.live_splits: list[str] = []
         self.phase: str | None = None  # "writing" or "applying" while that goes on
-        self.keep_live: str | None = None  # a caption: the last live table stays (it shows a refused program)
+        self.refused: dict[str, tuple[str, str]] = {}  # program cells refused by their check: name -> (status, why)
         self._status_before = self.status
         self.writing = None  # the LLM client's last ``Progress`` while programs are written
         self.redraws = 0  # live redraws sent (throttled to LIVE_EVERY_S)
@@ -276,7 +276,7 @@ class Panel:
         with self._live_lock:
             if self.phase is None:
                 self._status_before = self.status
-            self.phase, self.writing, self.keep_live = "writing", None, None
+            self.phase, self.writing = "writing", None
 
     def writing_progress(self, progress) -> None:
         """The LLM client's ``Progress`` (``LLMClient(on_progress=...)``, called from its threads):
@@ -303,7 +303,7 @@ class Panel:
             self.live_splits = list(splits)
             if self.phase is None:
                 self._status_before = self.status
-            self.phase, self.keep_live = "applying", None
+            self.phase = "applying"
         self._draw_live(force=True)
 
     def program_progress(self, split: str, event) -> None:
@@ -314,22 +314,34 @@ class Panel:
             if self.phase != "applying":  # a check outside an apply (a new program's smoke test): a fresh table
                 if self.phase is None:
                     self._status_before = self.status
-                self.live, self.live_splits, self.phase, self.keep_live = {}, [], "applying", None
+                self.live, self.live_splits, self.phase = {}, [], "applying"
             if split not in self.live_splits:
                 self.live_splits.append(split)
             self.live.setdefault(event.name, {})[split] = (event.state, int(event.rows_done), int(event.rows),
                                                            event.status, bool(event.cached))
         self._draw_live()
 
-    def end_apply(self, keep: str | None = None) -> None:
-        """The apply finished: the live table gives way to the matrix (``live`` keeps the last state);
-        with ``keep`` (a caption: a program was refused, and the matrix will not show it) it stays."""
+    def end_apply(self) -> None:
+        """The apply finished: the live table gives way to the matrix (``live`` keeps the last state)."""
         with self._live_lock:
             if self.phase != "applying":
                 return
-            self.phase, self.keep_live = None, keep
+            self.phase = None
             self.status = self._status_before
         self._draw_live(force=True)
+
+    def refuse(self, name: str, status: str, why: str) -> None:
+        """A program cell was refused (its check failed): the matrix will not show it, so the panel
+        keeps a red row for it, with the reason, until :meth:`unrefuse` (it registered, or its cell went)."""
+        with self._live_lock:
+            self.refused[name] = (status, why)
+        self._draw_live(force=True)
+
+    def unrefuse(self, *names: str) -> None:
+        with self._live_lock:
+            gone = [n for n in names if self.refused.pop(n, None) is not None]
+        if gone:
+            self._draw_live(force=True)
 
     def _flush(self) -> None:
         with self._live_lock:
@@ -337,13 +349,6 @@ class Panel:
             busy = self.phase is not None
         if busy:
             self._draw_live(force=True)
-
-    def show_refused(self, name: str, split: str, status: str, rows: int, caption: str) -> None:
-        """Show a program refused before (its check is not run again) as the live table's one red row."""
-        with self._live_lock:
-            self.live, self.live_splits = {name: {split: ("done", 0, rows, status, True)}}, [split]
-            self.phase, self.keep_live = None, caption
-        self._draw_live(force=True)
 
     def live_counts(self) -> dict[str, int]:
         """How many (program, split) runs are queued, running and done, and how many rows are done."""
@@ -356,8 +361,6 @@ class Panel:
 
     def live_text(self) -> str:
         """The live progress in one line of words ("" when nothing is going on)."""
-        if self.keep_live and self.phase is None:
-            return self.keep_live
         if self.phase == "applying":
             counts = self.live_counts()
             runs = len(self.live) * max(1, len(self.live_splits))
@@ -377,10 +380,17 @@ class Panel:
         """While programs apply: per program and split, queued, running (rows done of n) or done with
         its status; while they are written: the requests and tokens so far; else nothing."""
         text = self.live_text()
+        refused = ""
+        if self.refused:
+            rows = [[(name, "alc-name"), (status, "alc-bad"), (why, "alc-text")] for name, (status, why) in self.refused.items()]
+            refused = (f'<p class="alc-caption alc-refused-line">Not registered (their cells\' check failed; '
+                       "edit a cell, or change its --time-limit, and run it again):</p>"
+                       + _table([("program", "alc-name"), ("status", ""), ("why", "alc-text")], rows,
+                                css="alc-table alc-refused-table"))
         if not text:
-            return ""
+            return f'<div class="alc-panel alc-live mathjax_ignore tex2jax_ignore">{refused}</div>' if refused else ""
         table = ""
-        if self.phase == "applying" or self.keep_live:
+        if self.phase == "applying":
             head = [("program", "alc-name")] + [(split, "") for split in self.live_splits]
             rows = []
             for name, by_split in self.live.items():
@@ -397,7 +407,7 @@ class Panel:
                 rows.append(cells)
             table = _table(head, rows, css="alc-table alc-live-table")
         return (f'<div class="alc-panel alc-live mathjax_ignore tex2jax_ignore">'  # the style is the body's
-                f'<p class="alc-caption alc-live-line">{html.escape(text)}</p>{table}</div>')
+                f'<p class="alc-caption alc-live-line">{html.escape(text)}</p>{table}{refused}</div>')
 
     def _draw_live(self, force: bool = False) -> None:
         now = time.monotonic()
