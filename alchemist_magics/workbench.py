@@ -367,6 +367,12 @@ class Workbench:
             if table.loc[name, "Status"] == "ok":
                 table.loc[name, "Status"] = row["Flag"]
             table.loc[name, "Problem"] = "; ".join(x for x in (table.loc[name, "Problem"], f"{row['Reason']}: {what}") if x)
+        for name, why in self.left_out.items():  # weak programs fit() left out (not flags)
+            if name in table.index and name not in flags.index:
+                if table.loc[name, "Status"] == "ok":
+                    table.loc[name, "Status"] = "weak"
+                table.loc[name, "Problem"] = "; ".join(x for x in (table.loc[name, "Problem"],
+                                                                     f"{why}: left out of the label model") if x)
         return table
 
     # -- flags ----------------------------------------------------------------------------------
@@ -424,7 +430,8 @@ class Workbench:
 
     # -- aggregation ----------------------------------------------------------------------------
     def fit(self, candidates: list[str] | None = None, metric: str = "accuracy", *,
-            keep_flagged: bool = False) -> SelectionResult | None:
+            keep_flagged: bool = False, drop_weak: bool | str = "auto",
+            min_accuracy: float = 0.7) -> SelectionResult | None:
         """Fit the label model: chosen on dev when dev has labels, else Dawid-Skene unsupervised.
 
         ``metric`` is what the dev choice maximises: ``"accuracy"``, ``"f1"`` (binary, class 1
@@ -432,6 +439,13 @@ class Workbench:
         duplicate, not above chance, inverted) are left out of the label model unless
         ``keep_flagged``; ``left_out`` maps each one left out to why, ``fit_notes`` says it in words
         (and :meth:`analysis` shows it per program). When every program is flagged, all are kept.
+
+        ``drop_weak``: whether the label model also leaves out the *weak* programs (dev accuracy
+        below ``min_accuracy``: above chance, but often wrong). ``"auto"`` (default) decides by
+        5-fold cross-validation on the labeled dev rows: in each fold the weak programs are found
+        on the other folds, the label model is chosen there, and the held-out fold is predicted;
+        they are left out only when that scores strictly better (``metric``) than keeping them.
+        The test split plays no part. ``fit_notes`` gives both scores.
         """
         names = self._program_names("train")
         self.left_out = {}
@@ -448,9 +462,13 @@ class Workbench:
                     self.fit_notes.append("every program is flagged (see flags()): all are kept")
             elif len(flags):
                 self.fit_notes.append(f"{len(flags)} flagged programs kept (keep_flagged=True): " + ", ".join(flags.index))
+        dev = self.datasets.get("dev")
+        if (drop_weak and not keep_flagged and "dev" in self.results and not self.stored
+                and dev is not None and dev.has_labels):
+            for name, why in self._weak_to_leave_out(names, drop_weak, min_accuracy, metric).items():
+                self.left_out[name] = why
         self._fit_names = [n for n in names if n not in self.left_out] if self.left_out else None
         L = self._votes("train")
-        dev = self.datasets.get("dev")
         if dev is not None and dev.has_labels:
             known = dev.labels >= 0
             self.selection = select_label_model(L, self._votes("dev")[known], dev.labels[known],
@@ -463,6 +481,55 @@ class Workbench:
         if self._fit_names is not None:  # still reads a full matrix(split), as before any program was left out
             self.label_model = ProgramSubset(self.label_model, [names.index(n) for n in self._fit_names], len(names))
         return self.selection
+
+    def _weak_to_leave_out(self, names: list[str], drop_weak, min_accuracy: float, metric: str) -> dict[str, str]:
+        """The weak programs (dev accuracy < ``min_accuracy``) fit() leaves out: all of them when
+        ``drop_weak`` is True; with "auto", only when 5-fold cross-validation on the dev rows says
+        the label model is better without them (see :meth:`fit`)."""
+        from .aggregate.guard import crossval_folds
+
+        dev = self.datasets["dev"]
+        known = np.flatnonzero(dev.labels >= 0)
+        y = dev.labels[known]
+        L_train, L_dev = self.matrix("train"), self.matrix("dev")[known]
+        base = [j for j, n in enumerate(names) if n not in self.left_out]
+
+        def weak_on(rows) -> list[int]:
+            out = []
+            for j in base:
+                fired = L_dev[rows, j] >= 0
+                if fired.any() and (L_dev[rows, j][fired] == y[rows][fired]).mean() < min_accuracy:
+                    out.append(j)
+            return out
+
+        weak = weak_on(np.arange(len(y)))
+        if not weak or len(weak) == len(base):
+            return {}
+        why = {names[j]: f"weak: dev accuracy {(L_dev[L_dev[:, j] >= 0, j] == y[L_dev[:, j] >= 0]).mean():.2f} "
+                         f"< {min_accuracy}" for j in weak}
+        if drop_weak is True:
+            self.fit_notes.append("weak programs left out (drop_weak=True): " + ", ".join(why))
+            return {n: w + " (drop_weak=True)" for n, w in why.items()}
+        if len(y) < 20 or len(set(y.tolist())) < 2:
+            return {}
+        fast = [c for c in ("majority", "weighted_majority", "dawid_skene", "triplet")]
+        k = self.task.cardinality
+        predictions = {"kept": np.full(len(y), -1), "left out": np.full(len(y), -1)}
+        for part in crossval_folds(len(y), self.seed):
+            rest = np.setdiff1d(np.arange(len(y)), part)
+            weak_here = set(weak_on(rest))
+            for policy, columns in (("kept", base), ("left out", [j for j in base if j not in weak_here] or base)):
+                cands = fast if len(columns) >= 3 else fast[:3]
+                chosen = select_label_model(L_train[:, columns], L_dev[rest][:, columns], y[rest], candidates=cands,
+                                            seed=self.seed, metric=metric, cardinality=k, n_boot=500)
+                predictions[policy][part] = chosen.model.predict(L_dev[part][:, columns], uncovered="prior")
+        kept, dropped = (score(y, predictions[p], metric) for p in ("kept", "left out"))
+        verdict = f"5-fold cross-validation on the {len(y)} dev rows ({metric}): weak programs kept {kept:.3f}, left out {dropped:.3f}"
+        if dropped > kept:
+            self.fit_notes.append(f"weak programs left out ({', '.join(why)}): {verdict}")
+            return {n: f"{w}; left out by cross-validation on dev ({dropped:.3f} vs {kept:.3f} kept)" for n, w in why.items()}
+        self.fit_notes.append(f"weak programs kept ({', '.join(why)}): {verdict}")
+        return {}
 
     def _votes(self, split: str) -> np.ndarray:
         """The label matrix of a split restricted to the programs the label model uses."""

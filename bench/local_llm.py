@@ -121,7 +121,17 @@ def scores(wb: Workbench) -> dict:
     return {"accuracy": round(acc["label_model"], 4), "f1": round(f1["label_model"], 4),
             "majority_accuracy": round(acc["majority_vote"], 4), "majority_f1": round(f1["majority_vote"], 4),
             "coverage": round(acc["coverage"], 4), "model": wb.model_name, "programs": len(wb.programs),
-            "used": len(wb.programs) - len(wb.left_out), "left_out": dict(wb.left_out)}
+            "used": len(wb.programs) - len(wb.left_out), "left_out": dict(wb.left_out), "fit_notes": list(wb.fit_notes),
+            "drop_weak_false": _weak_kept(wb)}
+
+
+def _weak_kept(wb: Workbench) -> dict:
+    """The same fit with every weak program kept (drop_weak=False), for comparison only."""
+    wb.fit(drop_weak=False)
+    out = {"accuracy": round(wb.scores("test", "accuracy")["label_model"], 4),
+           "f1": round(wb.scores("test", "f1")["label_model"], 4)}
+    wb.fit()
+    return out
 
 
 def flag_list(wb: Workbench) -> list[str]:

@@ -200,3 +200,32 @@ def test_llm_repair_quotes_the_exception_and_pays_for_a_request_once(bench, fake
     assert "raised ValueError: no songs here" in prompt and "Rows where it failed" in prompt
     assert added[0].provenance["parent"] == bench.programs[1].id
     assert bench.repair(client) == [] and fake_server.request_count == 1  # the same request: not sent again
+
+
+def test_weak_programs_are_left_out_only_when_cross_validation_on_dev_says_so(tmp_path):
+    """A program right 67 % of the time (above chance, but weak): kept or left out by 5-fold
+    cross-validation on the dev rows, and said so either way."""
+    def split(n, seed):
+        r = np.random.default_rng(seed)
+        y = r.integers(0, 2, n)
+        noise = r.random(n)
+        texts = [("cash" if c else "song") + (" maybe" if noise[i] < 0.5 else "") + f" {i}" for i, c in enumerate(y)]
+        return from_dataframe(pd.DataFrame({"text": texts, "y": y}), "text", "y", classes=["ham", "spam"])
+
+    task = TaskSpec("weak", "spam?", ["ham", "spam"])
+    bench = Workbench(task, split(300, 0), split(100, 1), split(100, 2), root=None)
+    bench.add('def cash(text):\n    return 1 if "cash" in text else -1\n')
+    bench.add('def song(text):\n    return 0 if "song" in text else -1\n')
+    # spam on every "cash" row and on the ham rows that say "maybe": ~67 % right, above chance (50 %)
+    bench.add('def maybe(text):\n    return 1 if "cash" in text or "maybe" in text else -1\n')
+    bench.apply(progress=False)
+    bench.fit()
+    notes = " ".join(bench.fit_notes)
+    assert "5-fold cross-validation on the 100 dev rows (accuracy): weak programs kept" in notes
+    assert ("maybe" in bench.left_out) == ("weak programs left out" in notes)
+    if "maybe" in bench.left_out:
+        assert bench.analysis().loc["maybe", "Status"] == "weak"
+    bench.fit(drop_weak=False)
+    assert "maybe" not in bench.left_out
+    bench.fit(drop_weak=True)
+    assert "maybe" in bench.left_out and bench.evaluate("test").iloc[0]["accuracy"] == 1.0
