@@ -1,7 +1,9 @@
 """The same flows in Notebook 7 (the `notebook` package): program cells inserted by the extension,
 Run All after changing -n, deleting a cell, the sidebar opened from the notebook toolbar's icon,
-and a kernel restart followed by one program cell. After each, the kernel's program list equals
-the notebook's program cells, in order, with their sources."""
+and a kernel restart followed by one program cell; a program cell that hangs costs its --time-limit
+once (a second run takes < 2 s). After each, the kernel's program list equals the notebook's program
+cells, in order, with their sources."""
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,24 @@ def test_notebook7_cells_run_all_delete_sidebar_restart(notebook):
     notebook.run(first)
     assert "loaded task spam from " in notebook.output(first)
     assert notebook.assert_kernel_is_notebook() == programs
+
+
+HANG = "%%alchemist_program spam hangs --time-limit 3\ndef hangs(text):\n    while True:\n        pass\n"
+
+
+def test_notebook7_hanging_program_costs_its_limit_once(notebook):
+    before = notebook.assert_kernel_is_notebook()
+    at = len(notebook.cells())
+    notebook.insert_cell(at, HANG)
+    times = []
+    for _ in range(2):
+        start = time.monotonic()
+        notebook.run(at, timeout_s=120)
+        times.append(time.monotonic() - start)
+        assert "AlchemistError: program hangs not registered: timeout" in notebook.output(at)
+    assert times[0] >= 3 and times[1] < 2, times
+    assert "not run again" in notebook.output(at)
+    kernel = [{**p, "source": p["source"].rstrip()} for p in notebook.kernel_programs()]
+    assert kernel == [{**p, "source": p["source"].rstrip()} for p in notebook.notebook_programs() if p["name"] != "hangs"]
+    notebook.delete_cell(at)
+    assert notebook.assert_kernel_is_notebook() == before
