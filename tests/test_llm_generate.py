@@ -354,3 +354,20 @@ def test_uninformative_programs_vote_at_the_base_rate():
     found = uninformative_programs(L, y, ["precise", "everywhere", "ham_rule", "rare"])
     assert [u.name for u in found] == ["everywhere"]
     assert found[0].label == 1 and abs(found[0].prior - y.mean()) < 1e-9 and found[0].precision < 0.5
+
+
+def test_uninformative_programs_share_the_guard_test_and_name_inverted_ones():
+    from alchemist_magics.aggregate.guard import flag_programs
+    from alchemist_magics.llm.dedup import uninformative_programs
+
+    rng = np.random.default_rng(2)
+    y = (rng.random(300) < 0.13).astype(int)  # 13 % spam, like sms
+    inverted = np.where(y == 1, 0, -1)  # votes ham exactly on the spam rows
+    rare_precise = np.full(300, -1)
+    rare_precise[np.flatnonzero(y == 0)[:9]] = 0  # right 9 of 9 against an 87 % ham prior: kept
+    crossfit = np.where(rng.random(300) < 0.5, 1, -1)  # held-out votes replace an in-sample column
+    L = np.stack([inverted, rare_precise, np.where(y == 1, 1, -1)], axis=1)
+    found = uninformative_programs(L, y, ["inv", "rare", "insample"], votes={2: crossfit})
+    assert [(u.name, u.status) for u in found] == [("inv", "inverted"), ("insample", "not_above_prior")]
+    assert found[0].flag.status == flag_programs(L[:, :1], y, 2, ["inv"])[0].status == "inverted"
+    assert "significantly below chance" in str(found[0])
