@@ -19,7 +19,7 @@ import numpy as np
 
 C = 10.0  # both logistic regressions' regularisation, fixed up front (as the guard's baselines)
 PARTS = ("tfidf", "embedding")
-CANDIDATE_PARTS = (("tfidf", "embedding"), ("embedding",), ("tfidf",))  # chosen by cross-validation (ties: earlier)
+CANDIDATE_PARTS = (("tfidf", "embedding"), ("embedding",), ("tfidf",))  # the first is used; all are scored
 
 
 def _lr():
@@ -104,19 +104,23 @@ def crossfit_proba(texts, labels, embeddings, k: int, folds: list[np.ndarray], p
 
 
 def choose_parts(texts, labels, embeddings, k: int, folds: list[np.ndarray], metric: str = "accuracy",
-                 candidates=CANDIDATE_PARTS) -> tuple[tuple, np.ndarray, dict]:
-    """Which features the classifier uses (both averaged, embedding only, TF-IDF only): the best
-    cross-validated ``metric`` on the labeled rows (ties: the earlier candidate). Returns the parts, their
-    out-of-fold probabilities and every candidate's score."""
+                 candidates=CANDIDATE_PARTS, prefer=None) -> tuple[tuple, np.ndarray, dict]:
+    """Every candidate feature set's cross-validated ``metric`` on the labeled rows (both averaged,
+    embedding only, TF-IDF only) and the parts used: ``prefer`` when given (what the synthesizer does:
+    a fixed choice has no winner's curse), else the best score (ties: the earlier candidate). Returns
+    the parts, their out-of-fold probabilities and every candidate's score."""
     from ..aggregate.select import score
 
     y = np.asarray(labels)
     if embeddings is None:
-        candidates = [("tfidf",)]
-    best, scores = None, {}
+        candidates, prefer = [("tfidf",)], None
+    best, chosen, scores = None, None, {}
     for parts in candidates:
         P = crossfit_proba(texts, y, embeddings, k, folds, parts)
         scores["+".join(parts)] = value = score(y, P.argmax(axis=1), metric)
         if best is None or value > best[2] + 1e-9:
             best = (tuple(parts), P, value)
-    return best[0], best[1], scores
+        if prefer is not None and tuple(parts) == tuple(prefer):
+            chosen = (tuple(parts), P, value)
+    chosen = chosen or best
+    return chosen[0], chosen[1], scores
