@@ -1,4 +1,4 @@
-"""With the alchemist extension disabled in JupyterLab, the magic is honest: it never says the
+"""With the alchemist extension disabled in JupyterLab (and in Notebook 7), the magic is honest: it never says the
 programs were sent as cells, it says where they are (its output, --next-cell), and the kernel's
 program set is what that output lists."""
 import pytest
@@ -8,10 +8,12 @@ from labsession import LabServer, MAGIC, Notebook, launch_browser, require_brows
 sync_api = require_browser()
 
 
-@pytest.fixture(scope="module")
-def notebook(tmp_path_factory):
-    with LabServer(tmp_path_factory.mktemp("lab-noext"), n=3, disabled_extensions=("alchemist_magics",)) as server, \
-            sync_api.sync_playwright() as p:
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def notebook(request, tmp_path_factory):
+    if request.param == "notebook":
+        pytest.importorskip("notebook", minversion="7")
+    with LabServer(tmp_path_factory.mktemp(f"{request.param}-noext"), n=3, disabled_extensions=("alchemist_magics",),
+                   app=request.param) as server, sync_api.sync_playwright() as p:
         browser = launch_browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:

@@ -2,7 +2,8 @@
 Run All after changing -n, deleting a cell, the sidebar opened from the notebook toolbar's icon,
 and a kernel restart followed by one program cell; a program cell that hangs costs its --time-limit
 once (a second run takes < 2 s). After each, the kernel's program list equals the notebook's program
-cells, in order, with their sources."""
+cells, in order, with their sources. Then an edited program cell and a re-run of the magic (the
+edit stays in place and in the kernel), %alchemist disable / remove, and a faulty program shown red."""
 import time
 from pathlib import Path
 
@@ -91,3 +92,62 @@ def test_notebook7_hanging_program_costs_its_limit_once(notebook):
     assert kernel == [{**p, "source": p["source"].rstrip()} for p in notebook.notebook_programs() if p["name"] != "hangs"]
     notebook.delete_cell(at)
     assert notebook.assert_kernel_is_notebook() == before
+
+
+EDIT = "def check_out(text):\n    return 1 if 'check out' in text.lower() else -1\n"
+FAULTY = ("%%alchemist_program spam raises_often\ndef raises_often(text):\n"
+          "    if 'a' in text:\n        raise ValueError('no a please')\n    return 1 if 'http' in text else -1")
+
+
+def test_notebook7_edit_rerun_disable_remove_faulty(notebook):
+    page = notebook.page
+    cells = notebook.cells()
+    first = next(i for i, c in enumerate(cells) if c["source"].startswith("%%alchemist_program spam "))
+    name, edited_id = cells[first]["alchemist"]["name"], cells[first]["id"]
+    notebook.set_source(first, f"%%alchemist_program spam {name}\n{EDIT}")
+    notebook.run(first)
+    assert notebook.output(first).startswith(f"replaced {name}")
+
+    # re-running the magic keeps the edited cell in place, and the kernel keeps its edited source
+    old_ids = sorted(c["id"] for c in notebook.program_cells())
+    notebook.run(MAGIC, timeout_s=120)
+    page.wait_for_function("(old) => { const cells = window.jupyterapp.shell.currentWidget.content.model"
+                           ".sharedModel.cells; return cells.filter(c => old.includes(c.id)).length === 1; }",
+                           arg=old_ids)
+    notebook.wait_idle()
+    assert notebook.cells()[first]["id"] == edited_id and notebook.cells()[first]["source"].endswith(EDIT)
+    programs = notebook.assert_kernel_is_notebook()
+    assert programs[0]["name"] == name and programs[0]["source"].rstrip() == EDIT.rstrip()
+
+    # disable, then remove, the last program: cells, kernel and sidebar follow
+    target = programs[-1]["name"]
+    at = len(notebook.cells())
+    notebook.insert_cell(at, f"%alchemist disable {target}")
+    notebook.run(at)
+    assert notebook.output(at).startswith(f"disabled {target}; its cell's first line is now")
+    now = notebook.assert_kernel_is_notebook()
+    assert [p["disabled"] for p in now] == [p["name"] == target for p in now]
+    page.wait_for_function(
+        "(name) => { const row = document.querySelector(`#alchemist-sidebar [data-name='${name}']`);"
+        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('disabled'); }", arg=target)
+    notebook.set_source(at, f"%alchemist remove {target}")
+    command = notebook.cells()[at]["id"]
+    notebook.run(at)
+    at = [c["id"] for c in notebook.cells()].index(command)
+    assert "asked JupyterLab to delete its cell" in notebook.output(at)
+    after = notebook.assert_kernel_is_notebook()
+    assert target not in [p["name"] for p in after] and len(after) == len(programs) - 1
+    page.wait_for_function("(name) => !document.querySelector(`#alchemist-sidebar [data-name='${name}']`)", arg=target)
+    notebook.delete_cell(at)
+
+    # a program that raises on many rows is registered as faulty, and shown red
+    at = len(notebook.cells())
+    notebook.insert_cell(at, FAULTY)
+    notebook.run(at)
+    output = notebook.output(at)
+    assert "status faulty (" in output and "ValueError" in output and "first raised on train row" in output
+    page.wait_for_function(
+        "() => { const row = document.querySelector(\"#alchemist-sidebar [data-name='raises_often']\");"
+        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('faulty'); }")
+    notebook.assert_kernel_is_notebook()
+    page.screenshot(path=ARTIFACTS / "nb7-faulty.png")
