@@ -104,6 +104,7 @@ class Workbench:
         self.estimate_usd: float | None = None
         self._zero_shot: dict[str, dict] = {}
         self._ran_at_add: dict = {}  # program name -> the train run add()'s smoke test computed
+        self._run_messages: dict[tuple[str, str], str] = {}  # (split, program id) -> its last real run's report
         self._repairs_sent: dict[str, list[Program]] = {}  # LLM repair request key -> the programs it gave
         self.repair_failures: list[str] = []  # why the last LLM repair round's requests gave no program
         rng = np.random.default_rng(seed)
@@ -323,6 +324,9 @@ class Workbench:
                     if fresh is not None and fresh.program.id == run.program.id and run.status == fresh.status:
                         runs[j] = fresh
                 self._ran_at_add.clear()
+            for run in self.results[split].runs:  # exception texts, for the repair prompt of a later cached run
+                if not run.cached and run.message:
+                    self._run_messages[(split, run.program.id)] = run.message
         return pd.DataFrame(self.results["train"].summary()).set_index("name")
 
     def use_stored_matrices(self) -> None:
@@ -706,29 +710,42 @@ class Workbench:
             j = names.index(program.name)
             run = self.results["dev"].runs[j]
             codes = run.codes if run.codes is not None else self.matrix("dev")[:, j]
-            evidence = repair_evidence(dev.texts, dev.labels, codes, self.task.classes, message=run.message, seed=self.seed)
+            evidence = repair_evidence(dev.texts, dev.labels, codes, self.task.classes, message=self._message(run, "dev"),
+                                       seed=self.seed)
             train_run = self.results["train"].runs[self._program_names("train").index(program.name)]
             if not evidence["errors"] and train_run.codes is not None and (np.asarray(train_run.codes) < -1).any():
                 train = self.datasets["train"]
+                message = self._message(train_run, "train")
                 on_train = repair_evidence(train.texts, np.full(len(train), -1), train_run.codes, self.task.classes,
-                                           message=train_run.message, seed=self.seed)
-                evidence.update(errors=on_train["errors"], message=train_run.message)
+                                           message=message, seed=self.seed)
+                evidence.update(errors=on_train["errors"], message=message)
             requests.append(RepairRequest(program, stats, **evidence))
         return requests
 
+    def _message(self, run, split: str) -> str:
+        """A run's one-line report; for a run the output cache answered (whose report is rebuilt from
+        its codes, without the exception's text), the report of its last real run in this workbench."""
+        if not run.cached:
+            return run.message
+        return self._run_messages.get((split, run.program.id), run.message)
+
     def _repair_with_llm(self, weak, client, budget_usd) -> list[Program]:
         """One request per distinct (source, evidence): programs with the same code and outputs share
-        it, and a request this workbench already sent is not sent (or paid for) again."""
+        it, a request this workbench already sent is not sent (or paid for) again, and a program whose
+        repaired version is in the set is not repaired again (a later round repairs the repairs)."""
         import hashlib
         import json
 
         sent = self._repairs_sent
         fresh: dict[str, RepairRequest] = {}
         keys = []
-        for request in self.repair_requests(weak):
-            stats = {k: v for k, v in request.stats.items() if k != "j"}
-            key = hashlib.sha256(json.dumps([request.program.source, stats, request.wrong, request.uncovered,
-                                             request.errors, request.message], default=str, sort_keys=True
+        repaired = {(p.provenance or {}).get("parent") for p in [*self.programs, *self.disabled.values()]}
+        weak = [w for w in weak if w[0].id not in repaired]  # a program whose repair is in the set: done
+        for request in self.repair_requests(weak) if weak else []:
+            # the program and its own evidence (not its overlap/conflict statistics, which move whenever
+            # another program joins): the same program failing the same way is not asked about twice
+            key = hashlib.sha256(json.dumps([request.program.source, request.wrong, request.uncovered,
+                                             [text for text, _ in request.errors]], default=str, sort_keys=True
                                             ).encode()).hexdigest()
             keys.append(key)
             if key not in sent and key not in fresh:

@@ -200,6 +200,17 @@ def test_llm_repair_quotes_the_exception_and_pays_for_a_request_once(bench, fake
     assert "raised ValueError: no songs here" in prompt and "Rows where it failed" in prompt
     assert added[0].provenance["parent"] == bench.programs[1].id
     assert bench.repair(client) == [] and fake_server.request_count == 1  # the same request: not sent again
+    bench.apply(progress=False)  # the repair joins: every program's overlaps and conflicts change
+    bench.remove(added[0].name)  # ...and with its repair gone, crashy's evidence is the same: the
+    again = bench.repair(client)  # repair it was given comes back from the workbench, not the server
+    about_crashy = [r for r in fake_server.requests if 'raise ValueError("no songs here")' in r["messages"][-1]["content"]]
+    assert added[0].id in [p.id for p in again] and len(about_crashy) == 1
+    twin = Workbench(bench.task, bench.datasets["train"], bench.datasets["dev"], root=None)
+    assert twin.add(CRASHY) and twin.add(CRASHY.replace("def crashy(", "def crashy_twin("))
+    twin.apply(progress=False)
+    before = fake_server.request_count
+    twin.repair(client)  # two programs with the same code and outputs: one request (the twin is a duplicate)
+    assert fake_server.request_count == before + 1
 
 
 def test_weak_programs_are_left_out_only_when_cross_validation_on_dev_says_so(tmp_path):
