@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..data.dataset import Dataset
+from ..programs.cache import atomic_write
 
 DEFAULT_SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -319,22 +319,6 @@ def extract(extractor, data, cache_dir: str | os.PathLike | None = None):
     else:
         atomic_write(folder / f"{key}.npy", lambda handle: np.save(handle, features))
     return features
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(binary_file)`` on a temporary file, then rename it to ``path``.
-
-    Readers see the old file or the whole new one, never a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
-        try:
-            write(handle)
-        except BaseException:
-            os.unlink(handle.name)
-            raise
-    os.replace(handle.name, path)
 
 
 # --------------------------------------------------------------------------- per-text embedding cache

@@ -25,7 +25,8 @@ from torch import nn
 
 from ..aggregate.select import score
 from ..data.dataset import Dataset
-from .features import atomic_write, extract, make_extractor
+from ..programs.cache import atomic_write
+from .features import extract, make_extractor
 from .threads import intra_op_threads
 
 FORMAT_VERSION = 1

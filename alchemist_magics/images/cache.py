@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distill.features import atomic_write
+from ..programs.cache import atomic_write
 
 
 def _file_sha256(path: str) -> str:
