@@ -102,11 +102,11 @@ def main():
     L_loop, result, result1 = out["loop"], out["ours"], out["ours1"]
     assert all(r.status == "ok" for r in result.runs), result.summary()
 
-    n = len(texts)
+    n, workers = len(texts), args.workers or default_workers()
     report = {
         "rows": n,
         "programs": len(programs),
-        "workers": args.workers or default_workers(),
+        "workers": workers,
         "isolation": result.isolation,
         "snorkel_rows_per_s": round(n / snorkel_s),
         "ours_rows_per_s": round(n / ours_s),
@@ -114,10 +114,10 @@ def main():
         "loop_rows_per_s": round(n / loop_s),
         "ratio": round(snorkel_s / ours_s, 2),
         "loop_ratio": round(ours_s / loop_s, 3),
-        "bar_ratio": round((n / ours_s) / ((args.workers or default_workers()) * n / loop_s), 3),
+        "bar_ratio": round((n / ours_s) / (workers * n / loop_s), 3),
         # the same ratio within each round (loop and ours minutes apart at most), median over rounds:
         # on a VM whose speed drifts, the best of each contender may come from different moments
-        "bar_ratio_paired": round(float(np.median([r["loop"] / (r["ours"] * (args.workers or default_workers()))
+        "bar_ratio_paired": round(float(np.median([r["loop"] / (r["ours"] * workers)
                                                    for r in rounds])), 3),
         "same_matrix": bool(np.array_equal(L_snorkel, result.L) and np.array_equal(L_loop, result.L)
                             and np.array_equal(result1.L, result.L)),
