@@ -288,6 +288,53 @@ class Notebook:
         self.page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
 
 
+# -- flows both frontends run (tests/browser/test_lab.py and test_notebook7.py) ------------------------
+
+# a program edited by hand, and one that raises on many rows
+EDIT = "def check_out(text):\n    return 1 if 'check out' in text.lower() else -1\n"
+FAULTY = ("%%alchemist_program spam raises_often\ndef raises_often(text):\n"
+          "    if 'a' in text:\n        raise ValueError('no a please')\n    return 1 if 'http' in text else -1")
+
+
+def disable_then_remove_last(notebook: Notebook) -> None:
+    """``%alchemist disable`` then ``remove`` the last program: its cell's marker, the kernel and the
+    sidebar follow each step."""
+    programs = notebook.assert_kernel_is_notebook()
+    name = programs[-1]["name"]
+    at = len(notebook.cells())
+    notebook.insert_cell(at, f"%alchemist disable {name}")
+    notebook.run(at)
+    assert notebook.output(at).startswith(f"disabled {name}; its cell's first line is now")
+    now = notebook.assert_kernel_is_notebook()
+    assert [p["disabled"] for p in now] == [p["name"] == name for p in now]
+    notebook.page.wait_for_function(
+        "(name) => { const row = document.querySelector(`#alchemist-sidebar [data-name='${name}']`);"
+        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('disabled'); }", arg=name)
+    notebook.set_source(at, f"%alchemist remove {name}")
+    command = notebook.cells()[at]["id"]
+    notebook.run(at)
+    at = [c["id"] for c in notebook.cells()].index(command)  # its program cell above it is gone
+    assert "asked JupyterLab to delete its cell" in notebook.output(at)
+    after = notebook.assert_kernel_is_notebook()
+    assert name not in [p["name"] for p in after] and len(after) == len(programs) - 1
+    notebook.page.wait_for_function("(name) => !document.querySelector(`#alchemist-sidebar [data-name='${name}']`)",
+                                    arg=name)
+    notebook.delete_cell(at)
+
+
+def faulty_program_shown_red(notebook: Notebook) -> None:
+    """A program that raises on many rows registers as ``faulty`` with its first exception, red in the sidebar."""
+    at = len(notebook.cells())
+    notebook.insert_cell(at, FAULTY)
+    notebook.run(at)
+    output = notebook.output(at)
+    assert "status faulty (" in output and "ValueError" in output and "first raised on train row" in output
+    notebook.page.wait_for_function(
+        "() => { const row = document.querySelector(\"#alchemist-sidebar [data-name='raises_often']\");"
+        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('faulty'); }")
+    notebook.assert_kernel_is_notebook()
+
+
 def require_browser(frontend: str = "jupyterlab", minversion: str | None = None):
     """Skip the calling test module (at import) unless Chromium, Playwright, ``frontend`` and the youtube
     data are here; returns ``playwright.sync_api``."""

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from labsession import LabServer, MAGIC, Notebook, launch_browser, require_browser
+from labsession import (EDIT, LabServer, MAGIC, Notebook, disable_then_remove_last, faulty_program_shown_red, launch_browser,
+                        require_browser)
 
 sync_api = require_browser()
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 N = 5
-EDIT = "def check_out(text):\n    return 1 if 'check out' in text.lower() else -1\n"
 
 
 @pytest.fixture(scope="module")
@@ -161,43 +161,11 @@ def test_deleting_a_cell_unregisters_its_program(notebook):
 
 
 def test_disable_then_remove(notebook):
-    programs = notebook.assert_kernel_is_notebook()
-    name = programs[-1]["name"]
-    at = len(notebook.cells())
-    notebook.insert_cell(at, f"%alchemist disable {name}")
-    notebook.run(at)
-    assert notebook.output(at).startswith(f"disabled {name}; its cell's first line is now")
-    now = notebook.assert_kernel_is_notebook()
-    assert [p["disabled"] for p in now] == [p["name"] == name for p in now]
-    notebook.page.wait_for_function(
-        "(name) => { const row = document.querySelector(`#alchemist-sidebar [data-name='${name}']`);"
-        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('disabled'); }", arg=name)
-    notebook.set_source(at, f"%alchemist remove {name}")
-    command = notebook.cells()[at]["id"]
-    notebook.run(at)
-    at = [c["id"] for c in notebook.cells()].index(command)  # its program cell above it is gone
-    assert "asked JupyterLab to delete its cell" in notebook.output(at)
-    after = notebook.assert_kernel_is_notebook()
-    assert name not in [p["name"] for p in after] and len(after) == len(programs) - 1
-    notebook.page.wait_for_function("(name) => !document.querySelector(`#alchemist-sidebar [data-name='${name}']`)",
-                                    arg=name)
-    notebook.delete_cell(at)
-
-
-FAULTY = ("%%alchemist_program spam raises_often\ndef raises_often(text):\n"
-          "    if 'a' in text:\n        raise ValueError('no a please')\n    return 1 if 'http' in text else -1")
+    disable_then_remove_last(notebook)
 
 
 def test_faulty_program_is_shown_red(notebook):
-    at = len(notebook.cells())
-    notebook.insert_cell(at, FAULTY)
-    notebook.run(at)
-    output = notebook.output(at)
-    assert "status faulty (" in output and "ValueError" in output and "first raised on train row" in output
-    notebook.page.wait_for_function(
-        "() => { const row = document.querySelector(\"#alchemist-sidebar [data-name='raises_often']\");"
-        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('faulty'); }")
-    notebook.assert_kernel_is_notebook()
+    faulty_program_shown_red(notebook)
     notebook.page.screenshot(path=ARTIFACTS / "6-faulty.png")
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from labsession import LabServer, MAGIC, Notebook, launch_browser, require_browser
+from labsession import (EDIT, LabServer, MAGIC, Notebook, disable_then_remove_last, faulty_program_shown_red, launch_browser,
+                        require_browser)
 
 sync_api = require_browser("notebook", minversion="7")
 
@@ -94,11 +95,6 @@ def test_notebook7_hanging_program_costs_its_limit_once(notebook):
     assert notebook.assert_kernel_is_notebook() == before
 
 
-EDIT = "def check_out(text):\n    return 1 if 'check out' in text.lower() else -1\n"
-FAULTY = ("%%alchemist_program spam raises_often\ndef raises_often(text):\n"
-          "    if 'a' in text:\n        raise ValueError('no a please')\n    return 1 if 'http' in text else -1")
-
-
 def test_notebook7_edit_rerun_disable_remove_faulty(notebook):
     page = notebook.page
     cells = notebook.cells()
@@ -119,35 +115,6 @@ def test_notebook7_edit_rerun_disable_remove_faulty(notebook):
     programs = notebook.assert_kernel_is_notebook()
     assert programs[0]["name"] == name and programs[0]["source"].rstrip() == EDIT.rstrip()
 
-    # disable, then remove, the last program: cells, kernel and sidebar follow
-    target = programs[-1]["name"]
-    at = len(notebook.cells())
-    notebook.insert_cell(at, f"%alchemist disable {target}")
-    notebook.run(at)
-    assert notebook.output(at).startswith(f"disabled {target}; its cell's first line is now")
-    now = notebook.assert_kernel_is_notebook()
-    assert [p["disabled"] for p in now] == [p["name"] == target for p in now]
-    page.wait_for_function(
-        "(name) => { const row = document.querySelector(`#alchemist-sidebar [data-name='${name}']`);"
-        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('disabled'); }", arg=target)
-    notebook.set_source(at, f"%alchemist remove {target}")
-    command = notebook.cells()[at]["id"]
-    notebook.run(at)
-    at = [c["id"] for c in notebook.cells()].index(command)
-    assert "asked JupyterLab to delete its cell" in notebook.output(at)
-    after = notebook.assert_kernel_is_notebook()
-    assert target not in [p["name"] for p in after] and len(after) == len(programs) - 1
-    page.wait_for_function("(name) => !document.querySelector(`#alchemist-sidebar [data-name='${name}']`)", arg=target)
-    notebook.delete_cell(at)
-
-    # a program that raises on many rows is registered as faulty, and shown red
-    at = len(notebook.cells())
-    notebook.insert_cell(at, FAULTY)
-    notebook.run(at)
-    output = notebook.output(at)
-    assert "status faulty (" in output and "ValueError" in output and "first raised on train row" in output
-    page.wait_for_function(
-        "() => { const row = document.querySelector(\"#alchemist-sidebar [data-name='raises_often']\");"
-        " return row && row.classList.contains('jp-alchemist-bad') && row.innerText.includes('faulty'); }")
-    notebook.assert_kernel_is_notebook()
+    disable_then_remove_last(notebook)
+    faulty_program_shown_red(notebook)
     page.screenshot(path=ARTIFACTS / "nb7-faulty.png")
