@@ -391,9 +391,13 @@ def test_interrupting_a_hung_run_is_one_line(ip, offline, capsys, monkeypatch):
         live(self, split, event)
 
     monkeypatch.setattr(Panel, "program_progress", progress)
+    # Ctrl-C in a kernel raises KeyboardInterrupt; an earlier test module may have left another
+    # SIGINT handler installed in this process (seen only in full-suite runs), so restore the default
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result, out = run(ip, capsys, f"%%alchemist_program spam hangs_until_interrupted\n{HANG.replace('hangs', 'hangs_until_interrupted')}")
     finally:
+        signal.signal(signal.SIGINT, handler)
         for timer in timers:
             timer.cancel()
     assert timers, "the program never reported running"
