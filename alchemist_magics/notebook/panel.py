@@ -347,8 +347,8 @@ class Panel:
         with self._live_lock:
             self._flush_timer = None
             busy = self.phase is not None
-        if busy:
-            self._draw_live(force=True)
+        if busy:  # still throttled: a forced redraw since the timer was set counts too
+            self._draw_live()
 
     def live_counts(self) -> dict[str, int]:
         """How many (program, split) runs are queued, running and done, and how many rows are done."""
