@@ -144,3 +144,18 @@ def test_overview_plots_a_fitted_workbench(bench):
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["Programs: coverage and accuracy", "Labels of the 32 rows", "Cost as the data grows"]
     assert len(fig.axes[0].collections) == 3
+
+
+def test_a_cached_run_reports_the_faults_of_its_first_run(tmp_path):
+    from alchemist_magics.programs import LabelSpace, OutputCache, apply_programs
+
+    ls, cache = LabelSpace(["ham", "spam"]), OutputCache(tmp_path)
+    sources = [BOOM, FREE, "def every_row(text):\n    return 1 // 0\n"]
+    first = apply_programs(sources, TEXTS, ls, cache=cache, progress=False).runs
+    again = apply_programs(sources, TEXTS, ls, cache=cache, progress=False).runs
+    assert [r.cached for r in again] == [True, True, True]
+    assert [r.status for r in again] == ["ok", "ok", "faulted"]
+    for before, after in zip(first, again):
+        assert (after.status, after.message, after.runtime_s) == (before.status, before.message, before.runtime_s)
+    assert again[0].faults == 1 and "(first: row 7: ZeroDivisionError: integer division or modulo by zero)" in again[0].message
+    assert "raised on every row (first: row 0: ZeroDivisionError" in again[2].message

@@ -104,6 +104,17 @@ def test_failed_runs_keep_their_outcome_not_their_codes(tmp_path):
 def test_fingerprint_changes_with_content():
     assert fingerprint_inputs(TEXTS) == fingerprint_inputs(list(TEXTS))
     assert fingerprint_inputs(TEXTS) != fingerprint_inputs(TEXTS[:-1] + ["x"])
+    # rows are not run together: ["a", "b"], ["a\xffb"], ["ab"] and [] / [""] all differ
+    assert len({fingerprint_inputs(rows) for rows in (["a", "b"], ["a\xffb"], ["ab"], [], [""], ["\ud800"])}) == 6
+
+
+def test_rows_changed_in_place_are_hashed_again(tmp_path):
+    cache, rows = OutputCache(tmp_path), list(TEXTS)
+    assert not apply_programs(PROGRAMS[:1], rows, LS, cache=cache, progress=False).runs[0].cached
+    assert apply_programs(PROGRAMS[:1], tuple(rows), LS, cache=cache, progress=False).runs[0].cached
+    rows[3] = "subscribe"  # the same list object, one row edited: not the same data
+    again = apply_programs(PROGRAMS[:1], rows, LS, cache=cache, progress=False)
+    assert not again.runs[0].cached and again.L[3, 0] == 1 and (again.L[4:, 0] == EXPECTED[4:, 0]).all()
 
 
 @pytest.mark.parametrize("source, reason", [
@@ -209,7 +220,7 @@ def test_cache_entries_are_bound_to_their_key_and_content(tmp_path):
     a, b = PROGRAMS[0], PROGRAMS[2]
     codes_a = apply_programs([a], TEXTS, LS, cache=cache, progress=False).runs[0].codes
     apply_programs([b], TEXTS, LS, cache=cache, progress=False)
-    assert np.array_equal(cache.get(a, fp, LS, len(TEXTS)), codes_a) and cache.corrupt == 0
+    assert np.array_equal(cache.get(a, fp, LS, len(TEXTS)).codes, codes_a) and cache.corrupt == 0
     path_a, path_b = _entry(cache, a, fp), _entry(cache, b, fp)
     good_a = path_a.read_bytes()
     with warnings.catch_warnings():
@@ -239,12 +250,23 @@ def test_out_of_range_codes_in_a_cache_entry_are_refused(tmp_path):
     cache = OutputCache(tmp_path)
     fp = fingerprint_inputs(TEXTS)
     key = cache._key(PROGRAMS[0], fp, LS)
-    body = bytes([57]) * len(TEXTS)  # hash and key right, codes out of range
-    header = struct.pack("<8s32s32sQ", b"ALCODES1", key.encode(), hashlib.sha256(body).digest(), len(body))
-    (tmp_path / f"{key}.codes").write_bytes(header + body)
+
+    def plant(codes: bytes, meta: bytes) -> None:  # hash and key right
+        body = codes + meta
+        header = struct.pack("<8s32s32sQI", b"ALCODES2", key.encode(), hashlib.sha256(body).digest(), len(codes), len(meta))
+        (tmp_path / f"{key}.codes").write_bytes(header + body)
+
+    good_meta = b'{"message": "labeled 0/9 rows", "runtime_s": 0.5}'
+    plant(bytes(len(TEXTS)), good_meta)
+    assert cache.get(PROGRAMS[0], fp, LS, len(TEXTS)).message == "labeled 0/9 rows" and cache.corrupt == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        plant(bytes([57]) * len(TEXTS), good_meta)  # codes out of range
         assert cache.get(PROGRAMS[0], fp, LS, len(TEXTS)) is None and cache.corrupt == 1
+        plant(bytes(len(TEXTS)), b'{"message": "forged\\nline", "runtime_s": 0.5}')  # a control character
+        assert cache.get(PROGRAMS[0], fp, LS, len(TEXTS)) is None and cache.corrupt == 2
+        plant(bytes(len(TEXTS)), b'{"message": "x", "runtime_s": -1}')
+        assert cache.get(PROGRAMS[0], fp, LS, len(TEXTS)) is None and cache.corrupt == 3
 
 
 def test_llm_response_cache_verifies_entries(tmp_path):

@@ -1,7 +1,8 @@
 """On-disk cache of program outputs, keyed by (program source, dataset, label space).
 
 Successful runs store their raw per-row int8 codes, one ``<key>.codes`` file per key (a header
-binding it to its key and the codes' sha256, then the codes). A run that failed (timeout, memory
+binding it to its key and the sha256 of what follows, then the codes, then the run's message and
+runtime, so that a cached run reports the same faults and invalid outputs as its first run). A run that failed (timeout, memory
 limit, crash, load error, raised on every row) stores its *outcome* in ``<key>.outcome`` (JSON bound
 to its key), keyed also by the time and memory limits: it is not re-run until its source, the data
 or a limit changes. Every file is fsync'd and renamed into place.
@@ -15,31 +16,41 @@ import stat
 import struct
 import tempfile
 import warnings
-from array import array
+from itertools import repeat
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from .frames import clean_message
 from .labels import FAULT, LabelSpace
 from .program import Program, source_hash
 
-_VERSION = "2"  # bump when the meaning of stored codes changes
+_VERSION = "3"  # bump when the meaning or the layout of stored entries changes (3: ok runs keep their message)
 
 
 def fingerprint_inputs(inputs: Sequence) -> str:
     """A content hash of the rows a program sees (text, or the row objects' fields and values)."""
+    text = fingerprint_texts(inputs)
+    if text is not None:
+        return text
     h = hashlib.sha256()
-    if set(map(type, inputs)) <= {str}:  # the common case, hashed in a few C calls
-        encoded = [row.encode("utf-8", "surrogatepass") for row in inputs]  # (joining str first widens it)
-        h.update(b"text")
-        h.update(array("q", map(len, encoded)).tobytes())  # lengths make the joined text unambiguous
-        h.update(b"".join(encoded))
-        return h.hexdigest()[:32]
     fields = getattr(type(inputs[0]), "_fields", None) if len(inputs) else None
     h.update(repr(fields).encode())
     for row in inputs:
         h.update(repr(row).encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()[:32]
+
+
+def fingerprint_texts(inputs: Sequence) -> str | None:
+    """:func:`fingerprint_inputs` of rows that are all text, in two C passes; None when a row is not a str."""
+    try:  # str.encode refuses anything that is not a str
+        text = b"\xff".join(map(str.encode, inputs, repeat("utf-8"), repeat("surrogatepass")))
+    except TypeError:
+        return None
+    # UTF-8 never holds a 0xFF byte, so with the row count in front the joined rows are unambiguous
+    h = hashlib.sha256(b"text\0" + len(inputs).to_bytes(8, "little"))
+    h.update(text)
     return h.hexdigest()[:32]
 
 
@@ -48,8 +59,17 @@ FAILED_STATUSES = ("faulted", "load_error", "timeout", "memory_limit", "crashed"
 MAX_MESSAGE = 1000
 MAX_OUTCOME_BYTES = 4096
 
-_MAGIC = b"ALCODES1"
-_HEADER = struct.Struct("<8s32s32sQ")  # magic, key (hex), sha256 of the codes, number of rows
+_MAGIC = b"ALCODES2"
+# magic, key (hex), sha256 of codes + meta, number of rows, bytes of meta (JSON: message, runtime_s)
+_HEADER = struct.Struct("<8s32s32sQI")
+
+
+class CachedOutput(NamedTuple):
+    """An ``ok`` run read back from the cache: its codes and its first run's message and runtime."""
+
+    codes: np.ndarray
+    message: str
+    runtime_s: float
 
 
 def read_regular_bytes(path: Path, limit: int) -> bytes | None:
@@ -137,38 +157,50 @@ class OutputCache:
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.codes"
 
-    def get(self, program: Program, fingerprint: str, label_space: LabelSpace, n_rows: int) -> np.ndarray | None:
-        """The stored codes, or None on a miss (a damaged or mismatched file counts as a corrupt miss)."""
+    def get(self, program: Program, fingerprint: str, label_space: LabelSpace, n_rows: int) -> CachedOutput | None:
+        """The stored run, or None on a miss (a damaged or mismatched file counts as a corrupt miss)."""
         key = self._key(program, fingerprint, label_space)
-        data = _read_regular(self._path(key), _HEADER.size + n_rows)
+        data = _read_regular(self._path(key), _HEADER.size + n_rows + MAX_OUTCOME_BYTES)
         if data is None:
             return None
-        codes = self._verify(data, key, n_rows, label_space.k)
-        if codes is None:
+        entry = self._verify(data, key, n_rows, label_space.k)
+        if entry is None:
             self.corrupt += 1
             if self.corrupt == 1:
                 warnings.warn(f"output cache {self.directory}: an entry failed its integrity check and is re-run "
                               "(counted in OutputCache.corrupt)", RuntimeWarning, stacklevel=3)
-        return codes
+        return entry
 
     @staticmethod
-    def _verify(data: bytes, key: str, n_rows: int, k: int) -> np.ndarray | None:
-        if len(data) != _HEADER.size + n_rows:
+    def _verify(data: bytes, key: str, n_rows: int, k: int) -> CachedOutput | None:
+        if len(data) < _HEADER.size:
             return None
-        magic, stored_key, digest, n = _HEADER.unpack_from(data)
+        magic, stored_key, digest, n, meta_size = _HEADER.unpack_from(data)
         body = data[_HEADER.size:]
-        if magic != _MAGIC or stored_key != key.encode() or n != n_rows or hashlib.sha256(body).digest() != digest:
+        if (magic != _MAGIC or stored_key != key.encode() or n != n_rows or meta_size > MAX_OUTCOME_BYTES
+                or len(body) != n_rows + meta_size or hashlib.sha256(body).digest() != digest):
             return None
-        codes = np.frombuffer(body, np.int8).copy()
+        codes = np.frombuffer(body, np.int8, n_rows).copy()
         if n_rows and (codes.min() < FAULT or codes.max() >= k):  # an ok run: every row ran, codes in range
             return None
-        return codes
+        try:
+            meta = json.loads(body[n_rows:].decode("utf-8"))
+            message, runtime_s = meta["message"], float(meta["runtime_s"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+            return None
+        if (not isinstance(message, str) or len(message) > MAX_MESSAGE or not message.isprintable()
+                or not 0 <= runtime_s < 1e7):
+            return None
+        return CachedOutput(codes, message, runtime_s)
 
-    def put(self, program: Program, fingerprint: str, label_space: LabelSpace, codes: np.ndarray) -> None:
-        """Store codes atomically (fsync'd temp file in the same directory, then ``os.replace``)."""
+    def put(self, program: Program, fingerprint: str, label_space: LabelSpace, codes: np.ndarray,
+            message: str, runtime_s: float = 0.0) -> None:
+        """Store an ``ok`` run's codes, message and runtime atomically (fsync'd temp file, then ``os.replace``)."""
         key = self._key(program, fingerprint, label_space)
-        body = np.ascontiguousarray(codes, dtype=np.int8).tobytes()
-        header = _HEADER.pack(_MAGIC, key.encode(), hashlib.sha256(body).digest(), len(body))
+        codes = np.ascontiguousarray(codes, dtype=np.int8).tobytes()
+        meta = json.dumps({"message": clean_message(message, MAX_MESSAGE), "runtime_s": float(runtime_s)}).encode("utf-8")
+        body = codes + meta
+        header = _HEADER.pack(_MAGIC, key.encode(), hashlib.sha256(body).digest(), len(codes), len(meta))
         atomic_write_bytes(self._path(key), header + body)
 
     # -- outcomes of failed runs ---------------------------------------------------------------

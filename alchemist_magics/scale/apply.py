@@ -114,9 +114,9 @@ def apply_programs_dask(
         if why:
             runs[j] = ProgramRun(program, "rejected", why)
             continue
-        codes = cache.get(program, fingerprint, label_space, n) if cache is not None else None
-        if codes is not None:
-            runs[j] = ProgramRun(program, "ok", ok_message(codes), codes, cached=True)
+        hit = cache.get(program, fingerprint, label_space, n) if cache is not None else None
+        if hit is not None:
+            runs[j] = ProgramRun(program, "ok", hit.message, hit.codes, hit.runtime_s, cached=True)
             continue
         todo.append(j)
     part_runs: list[PartitionRun] = []
@@ -130,7 +130,7 @@ def apply_programs_dask(
         for col, j in enumerate(todo):
             runs[j] = _merge(programs[j], codes[:, col], part_runs[col * len(partitions):(col + 1) * len(partitions)])
             if cache is not None and runs[j].status == "ok":
-                cache.put(programs[j], fingerprint, label_space, runs[j].codes)
+                cache.put(programs[j], fingerprint, label_space, runs[j].codes, runs[j].message, runs[j].runtime_s)
     L = np.full((n, m), ABSTAIN, dtype=np.int8)
     for j, run in enumerate(runs):
         if run.status == "ok":
