@@ -105,18 +105,8 @@ class Sandbox:
         finished_rows, last_progress = 0, 0.0
         try:
             while pending or running:
-                while pending and len(running) < max(1, workers):
-                    j = pending.pop()
-                    mm = mmap.mmap(-1, _CODES + max(self.n, 1))
-                    mm[_CODES:_CODES + self.n] = _NOT_RUN_BYTE * self.n
-                    siblings = [entry[1] for entry in running.values()]
-                    pid = os.fork()
-                    if pid == 0:  # child: never returns
-                        _child(mm, siblings, *jobs[j], self.inputs, self.label_space, self.memory_limit_mb, self.confinement)
-                    running[pid] = (j, mm, time.perf_counter(), _pidfd(pid))
-                    if on_start is not None:
-                        on_start(j)
                 now = time.perf_counter()
+                finished = []  # (job index, mmap, wait status, timed out, runtime)
                 for pid, (j, mm, start, fd) in list(running.items()):
                     timed_out = now - start > self.time_limit_s
                     if timed_out:
@@ -129,7 +119,22 @@ class Sandbox:
                     if fd is not None:
                         os.close(fd)
                     del running[pid]
-                    run = self._collect(jobs[j][0], mm, status, timed_out, time.perf_counter() - start)
+                    finished.append((j, mm, status, timed_out, time.perf_counter() - start))
+                # the next children start before the results are read: on a machine with as many cores as
+                # workers, a core must not wait while this process validates and sends a result
+                while pending and len(running) < max(1, workers):
+                    j = pending.pop()
+                    mm = mmap.mmap(-1, _CODES + max(self.n, 1))
+                    mm[_CODES:_CODES + self.n] = _NOT_RUN_BYTE * self.n
+                    siblings = [entry[1] for entry in running.values()] + [entry[1] for entry in finished]
+                    pid = os.fork()
+                    if pid == 0:  # child: never returns
+                        _child(mm, siblings, *jobs[j], self.inputs, self.label_space, self.memory_limit_mb, self.confinement)
+                    running[pid] = (j, mm, time.perf_counter(), _pidfd(pid))
+                    if on_start is not None:
+                        on_start(j)
+                for j, mm, status, timed_out, runtime_s in finished:
+                    run = self._collect(jobs[j][0], mm, status, timed_out, runtime_s)
                     if run.status == "ok" and self.n:
                         _COST_PER_ROW[run.program.id] = run.runtime_s / self.n
                         if len(_COST_PER_ROW) > 10_000:
