@@ -90,6 +90,7 @@ class Workbench:
         self.seed = seed
         self.meter = meter if meter is not None else CostMeter()
         self.programs: list[Program] = []
+        self.views: dict = {}  # view key -> what turns a split into the rows its programs read (synth.ConceptView)
         self.disabled: dict[str, Program] = {}  # set aside by disable(): kept, never run
         self.time_limits: dict[str, float] = {}  # program name -> its own time limit (else the sandbox's)
         self.rejected: list[tuple[Program, str]] = []
@@ -132,7 +133,10 @@ class Workbench:
         rejected and failed, and what it cost.
         """
         writer = as_writer(writer)
+        if getattr(writer, "cache_dir", False) is None and self.root is not None:
+            writer.cache_dir = self.root / "cache" / "embeddings"  # the offline writer's sentence embeddings
         result = writer.write(self.task, self.writer_rows, self.inputs("train"), n, self.seed)
+        self.views.update(getattr(result, "views", None) or {})
         if result.estimate_usd is not None:
             self.estimate_usd = result.estimate_usd
         before = len(self.rejected)
@@ -149,22 +153,22 @@ class Workbench:
         """
         if is_labeling_function(program):
             program = from_snorkel([program], field=self._input_field())[0]
-        program = program if isinstance(program, Program) else Program(program)
+        program = self._inherit_view(program if isinstance(program, Program) else Program(program))
         if smoke:
             limit = self.time_limits.get(program.name, self.sandbox["time_limit_s"])
             if self._smoke_rows is None:
                 # the full train apply, with apply()'s limits and through its output cache: the verdict is
                 # the one apply() would reach, apply() reuses the outputs, and a program that hangs costs
                 # its time limit once (the cache keeps failed outcomes too)
-                train = self.datasets["train"]
-                verdict, run = smoke_run(program, self._inputs["train"], self.label_space, time_limit_s=limit,
+                inputs, fingerprint = self._program_inputs(program, "train")
+                verdict, run = smoke_run(program, inputs, self.label_space, time_limit_s=limit,
                                          memory_limit_mb=self.sandbox["memory_limit_mb"], cache=self.cache,
-                                         dataset_fingerprint=train.fingerprint if self.cache is not None else None,
+                                         dataset_fingerprint=fingerprint if self.cache is not None else None,
                                          row_name="train row")
                 if verdict.ok and not run.cached:
                     self._ran_at_add[program.name] = run  # apply() reports this run (it has the exception text)
             else:
-                sample = [self._inputs["train"][i] for i in self._smoke_rows]
+                sample = [self._program_inputs(program, "train")[0][i] for i in self._smoke_rows]
                 verdict = smoke_test(program, sample, self.label_space, time_limit_s=min(10.0, limit),
                                      memory_limit_mb=self.sandbox["memory_limit_mb"])
             if not verdict.ok:
@@ -179,6 +183,33 @@ class Workbench:
         if self.store is not None:
             self.store.save(program)
         return True
+
+    def _inherit_view(self, program: Program) -> Program:
+        """A program that replaces one reading concept rows (same name, or its ``parent``: an edited
+        cell, a repair) reads the same rows when it reads their columns (``x.text``, ``x.proto_spam``,
+        ``x["clf_spam"]``); one that reads a plain text (``def f(text)``) gets the text."""
+        if "view" in program.provenance:
+            return program
+        parent = program.provenance.get("parent")
+        for old in [*self.programs, *self.disabled.values()]:
+            key = (old.provenance or {}).get("view")
+            if (key is not None and key in self.views and (old.name == program.name or old.id == parent)
+                    and _reads_columns(program.source, self.views[key].columns)):
+                program.provenance["view"] = key
+                break
+        return program
+
+    def _program_inputs(self, program: Program, split: str) -> tuple[list, str]:
+        """The rows a program reads on a split and their fingerprint: the split's inputs, or, for a
+        program whose ``provenance["view"]`` names a view (the offline writer's concept programs),
+        the rows that view makes of the split (``x.text`` and its score columns)."""
+        key = (program.provenance or {}).get("view")
+        if key is None:
+            return self._inputs[split], self.datasets[split].fingerprint
+        if key not in self.views:
+            raise ValueError(f"{program.name} reads the concept rows of view {key!r}, which this workbench does not "
+                             "have (views are not stored): write the programs again with the offline writer")
+        return self.views[key].inputs(self.datasets[split])
 
     def add_all(self, programs) -> int:
         """Add several programs; returns how many were accepted."""
@@ -297,14 +328,18 @@ class Workbench:
             raise ValueError("no programs yet: add some with .add(source) first")
         if engine not in ("local", "dask"):
             raise ValueError(f"unknown engine {engine!r}; use 'local' or 'dask'")
-        groups: dict[float, list[int]] = {}  # time limit -> program positions (one group unless set per program)
+        # (time limit, view) -> program positions: one group unless limits are set per program or
+        # programs read concept rows (their view's rows, not the split's inputs)
+        groups: dict[tuple, list[int]] = {}
         for j, program in enumerate(self.programs):
-            groups.setdefault(self.time_limits.get(program.name, self.sandbox["time_limit_s"]), []).append(j)
-        for split, inputs in self._inputs.items():
+            limit = self.time_limits.get(program.name, self.sandbox["time_limit_s"])
+            groups.setdefault((limit, (program.provenance or {}).get("view")), []).append(j)
+        for split in self._inputs:
             parts = []
-            for limit, positions in groups.items():
+            for (limit, _), positions in groups.items():
                 programs = [self.programs[j] for j in positions]
-                common = dict(cache=self.cache, dataset_fingerprint=self.datasets[split].fingerprint if self.cache is not None else None,
+                inputs, fingerprint = self._program_inputs(programs[0], split)
+                common = dict(cache=self.cache, dataset_fingerprint=fingerprint if self.cache is not None else None,
                               progress=progress, time_limit_s=limit, memory_limit_mb=self.sandbox["memory_limit_mb"])
                 if engine == "dask":
                     from .scale import apply_programs_dask  # dask is an optional extra
@@ -316,7 +351,8 @@ class Workbench:
                     result = apply_programs(programs, inputs, self.label_space, workers=self.sandbox["workers"],
                                             on_progress=tell, **common)
                 parts.append((positions, result))
-            self.results[split] = parts[0][1] if len(parts) == 1 else _merge(parts, len(inputs), len(self.programs))
+            self.results[split] = parts[0][1] if len(parts) == 1 else _merge(parts, len(self._inputs[split]),
+                                                                             len(self.programs))
             if split == "train":  # outputs the smoke test of add() computed: that run is this apply's
                 runs = self.results[split].runs
                 for j, run in enumerate(runs):
@@ -345,9 +381,26 @@ class Workbench:
                              else f"unknown split {split!r}; splits: {list(self.datasets)}")
         return self.results[split].L
 
+    def dev_votes(self, heldout: bool = True) -> np.ndarray:
+        """The dev label matrix (every program's column). With ``heldout`` (default), the column of each
+        program the offline synthesizer wrote from these dev rows is its cross-fitted votes instead (each
+        row voted by the program rebuilt without that row's fold): its in-sample dev votes would vouch
+        for itself. This is what :meth:`analysis`, :meth:`flags` and :meth:`fit` score programs by."""
+        L = self.matrix("dev")
+        if not heldout or "dev" in self.stored:
+            return L
+        out = L
+        for j, run in enumerate(self.results["dev"].runs):
+            votes = self._crossfit_votes(run.program, len(L))
+            if votes is not None:
+                out = L.copy() if out is L else out
+                out[:, j] = votes
+        return out
+
     def analysis(self) -> pd.DataFrame:
-        """Per program: snorkel's columns on train; Correct/Incorrect/Emp. Acc. on dev when labeled;
-        plus faults, invalid outputs, runtime and status."""
+        """Per program: snorkel's columns on train; Correct/Incorrect/Emp. Acc. on dev when labeled
+        (cross-fitted for programs the offline synthesizer wrote from the dev rows, see
+        :meth:`dev_votes`); plus faults, invalid outputs, runtime and status."""
         runs = self.results["train"].runs if "train" in self.results else None
         if runs is None:
             raise ValueError("nothing applied yet: call .apply() first")
@@ -356,7 +409,7 @@ class Workbench:
         dev = self.datasets.get("dev")
         if dev is not None and dev.has_labels and "dev" in self.results:
             known = dev.labels >= 0
-            on_dev = program_analysis(self.matrix("dev")[known], dev.labels[known], names=names)
+            on_dev = program_analysis(self.dev_votes()[known], dev.labels[known], names=names)
             table[["Correct", "Incorrect", "Emp. Acc."]] = on_dev[["Correct", "Incorrect", "Emp. Acc."]]
         table["Faults"] = [r.faults for r in runs]
         table["Invalid"] = [r.invalid for r in runs]
@@ -475,7 +528,8 @@ class Workbench:
         L = self._votes("train")
         if dev is not None and dev.has_labels:
             known = dev.labels >= 0
-            self.selection = select_label_model(L, self._votes("dev")[known], dev.labels[known],
+            # chosen on the programs' held-out dev votes where they were written from dev (dev_votes)
+            self.selection = select_label_model(L, self._votes("dev", heldout=True)[known], dev.labels[known],
                                                 candidates=candidates, seed=self.seed, metric=metric,
                                                 cardinality=self.task.cardinality)
             self.label_model = self.selection.model
@@ -495,7 +549,7 @@ class Workbench:
         dev = self.datasets["dev"]
         known = np.flatnonzero(dev.labels >= 0)
         y = dev.labels[known]
-        L_train, L_dev = self.matrix("train"), self.matrix("dev")[known]
+        L_train, L_dev = self.matrix("train"), self.dev_votes()[known]
         base = [j for j, n in enumerate(names) if n not in self.left_out]
 
         def weak_on(rows) -> list[int]:
@@ -535,9 +589,10 @@ class Workbench:
         self.fit_notes.append(f"weak programs kept ({', '.join(why)}): {verdict}")
         return {}
 
-    def _votes(self, split: str) -> np.ndarray:
-        """The label matrix of a split restricted to the programs the label model uses."""
-        L = self.matrix(split)
+    def _votes(self, split: str, heldout: bool = False) -> np.ndarray:
+        """The label matrix of a split restricted to the programs the label model uses (dev with
+        ``heldout``: :meth:`dev_votes`)."""
+        L = self.dev_votes() if heldout and split == "dev" else self.matrix(split)
         if self._fit_names is None or split in self.stored:
             return L
         names = self._program_names(split)
@@ -916,6 +971,26 @@ class ProgramSubset:
 
     def __getattr__(self, name):
         return getattr(self.__dict__["model"], name)
+
+
+def _reads_columns(source: str, columns) -> bool:
+    """Whether a program's source reads one of ``columns``: ``x.column``, ``x["text"]``, or a score
+    column's name as a string (``x[column]`` over a table of them, as the offline writer's do)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    names = set(columns)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in names:
+            return True
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and node.slice.value in names:
+            return True
+        if isinstance(node, ast.Constant) and node.value in names - {"text"}:
+            return True
+    return False
 
 
 def _children_first(programs: list[Program]) -> list[int]:

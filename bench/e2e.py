@@ -1,14 +1,15 @@
 """End-to-end benchmark: programs -> label model -> distilled model, on any WRENCH-format folder.
 
 Default (``--mode suite``): the development-suite protocol of bench/suite.py on every set named by
-``--datasets`` (or ``all``): per seed 100 labeled rows from valid, keyword + text concept programs,
-label model chosen on those 100 rows, and a semi-supervised student (logistic regression on TF-IDF +
+``--datasets`` (or ``all``): per seed 100 labeled rows from valid are a Workbench's dev rows, its
+offline writer (``synth.OfflineWriter``: keyword, text concept and classifier programs, the product
+path) writes from them, the label model is chosen on their cross-fitted votes, and a semi-supervised student (logistic regression on TF-IDF +
 MiniLM, trained on the label model's soft labels over the train pool *and* on the 100 labeled rows);
 no other label is read. Printed beside it on the same rows: TF-IDF + LR, MiniLM + LR, MiniLM
 zero-shot (class names); accuracy, macro-F1 and the set's metric, mean ± std over seeds.
 
-``--mode orchestrator`` runs the Workbench path (``evaluate.evaluate_pipeline``) as before this
-change: keyword programs only, the dev rest chooses the label model and early-stops the MLP.
+``--mode orchestrator`` runs ``evaluate.evaluate_pipeline``: the same offline writer (keyword programs
+only when MiniLM is not installed), but the dev rest chooses the label model and early-stops the MLP.
 The rest of this docstring describes that mode.
 
 For WRENCH youtube, sms, trec and the raw UCI YouTube and SMS collections, and for each program

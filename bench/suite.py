@@ -88,61 +88,62 @@ def baselines(bench, texts_l, y_l, E_l, E_test, encoder) -> dict:
 
 
 def run_seed(bench, seed: int, encoder, E: dict, *, distill: bool = False, workers: int | None = None) -> dict:
-    """One seed: 100 labeled rows from valid; programs (keyword + concept) from them and the train
-    texts; sandboxed apply; label model chosen on the same 100 rows; test scored. With ``distill``,
-    a student on TF-IDF + MiniLM learns the label model's soft labels on the train rows *and* the
-    100 labeled rows (semi-supervised); no other label is read (no dev rest, no early stopping)."""
+    """One seed, through the product path: 100 labeled rows from valid are a Workbench's dev rows; its
+    offline writer (``synth.OfflineWriter`` with ``encoder``: keyword, concept and classifier programs,
+    the set chosen on cross-fitted votes) writes from them and the train texts; the Workbench smoke
+    tests and applies them in the sandbox and fits the label model chosen on their cross-fitted votes
+    on those rows; test scored. With ``distill``, a student on TF-IDF + MiniLM learns the label model's
+    soft labels on the train rows *and* the 100 labeled rows (semi-supervised); no other label is read
+    (no dev rest, no early stopping)."""
+    import tempfile
     import time
 
-    from alchemist_magics.aggregate import select_label_model
     from alchemist_magics.aggregate.guard import compare_with_baselines, crossfit_predictions
-    from alchemist_magics.programs import LabelSpace, apply_programs
-    from alchemist_magics.synth.concepts import synthesize_text_programs
+    from alchemist_magics.synth.concepts import votes_for
+    from alchemist_magics.synth.writer import OfflineWriter
+    from alchemist_magics.workbench import Workbench
 
     train, valid, test, task, metric = bench.train, bench.dev, bench.test, bench.task, bench.metric
     k = len(task.classes)
     lab = np.random.default_rng(seed).permutation(len(valid))[:N_LABELED]
-    texts_l, y_l = [valid.texts[i] for i in lab], valid.labels[lab]
-    E_l = E["dev"][lab]
-    start = time.perf_counter()
-    res = synthesize_text_programs(task, texts_l, y_l, train.texts, seed=seed, encoder=encoder,
-                                   labeled_embeddings=E_l, unlabeled_embeddings=E["train"], metric=metric)
-    synth_s = time.perf_counter() - start
-    space = LabelSpace(task.classes)
-    L_train, L_lab, L_test = (
-        apply_programs(res.programs, res.concepts.dataset(texts, embeddings=emb).inputs(), space,
-                       progress=False, workers=workers).L
-        for texts, emb in ((train.texts, E["train"]), (texts_l, E_l), (test.texts, E["test"])))
-    apply_s = time.perf_counter() - start - synth_s
-    # The label model is chosen on the programs' cross-fitted votes on the labeled rows (each program
-    # rebuilt without the row it votes on): their in-sample votes flatter programs mined from them.
-    L_choose = res.heldout_votes.astype(np.int8) if res.heldout_votes.shape == L_lab.shape else L_lab
-    chosen = select_label_model(L_train, L_choose, y_l, metric=metric, cardinality=k, seed=seed)
-    pred = chosen.model.predict(L_test, uncovered="prior")
-    pipeline_s = time.perf_counter() - start
-    covered = (L_test != -1).any(axis=1)
-    guard = compare_with_baselines(texts_l, y_l, crossfit_predictions(res.heldout_votes, y_l, k), metric=metric,
-                                   embeddings=E_l, seed=seed)
+    labeled = valid.subset(lab)
+    texts_l, y_l = labeled.texts, labeled.labels
+    with tempfile.TemporaryDirectory() as root:  # the output cache: the smoke test's train run is apply's
+        start = time.perf_counter()
+        wb = Workbench(task, train, labeled, test, root=root, workers=workers, seed=seed)
+        written = wb.write(OfflineWriter(encoder, metric=metric), 20)
+        synth_s = time.perf_counter() - start
+        wb.apply(progress=False)
+        apply_s = time.perf_counter() - start - synth_s
+        wb.fit(metric=metric)
+        pred = wb.predict("test", uncovered="prior")
+        pipeline_s = time.perf_counter() - start
+    res = written.synthesis
+    programs = written.accepted
+    voted = {int(c) for p in programs for c in votes_for(p)}
+    guard = compare_with_baselines(texts_l, y_l, crossfit_predictions(wb.dev_votes(), y_l, k), metric=metric,
+                                   embeddings=E["dev"][lab], seed=seed)
     run = {"label_model": metrics(test.labels, pred, metric),
-           "majority_vote": metrics(test.labels, chosen.majority.predict(L_test, uncovered="prior"), metric),
-           "coverage": round(float(covered.mean()), 4), "label_model_name": chosen.name,
-           "n_programs": len(res.programs), "n_flagged": len(res.flagged), "program_set": res.program_set,
-           "concept_programs": sum(p.provenance["stats"]["kind"].startswith("concept_") for p in res.programs),
-           "classifier_kept": any(p.provenance["stats"]["kind"] == "classifier" for p in res.programs),
+           "majority_vote": {name: round(float(wb.scores("test", m)["majority_vote"]), 4)
+                             for name, m in (("metric", metric), ("accuracy", "accuracy"), ("macro_f1", "macro_f1"))},
+           "coverage": round(float(wb.labels("test")["covered"].mean()), 4), "label_model_name": wb.model_name,
+           "n_programs": len(programs), "n_flagged": len(res.flagged), "n_left_out": len(wb.left_out),
+           "n_rejected": len(written.rejected), "program_set": res.program_set,
+           "concept_programs": sum(p.provenance["stats"]["kind"].startswith("concept_") for p in programs),
+           "classifier_kept": any(p.provenance["stats"]["kind"] == "classifier" for p in programs),
            "nearest_abstain": res.nearest_margin.get("abstain_share", 0.0),
            "classes_labeled": len(set(y_l.tolist())),
-           "classes_without_program": [n for n in res.notes if "no kept program" in n],
+           "classes_without_program": [task.classes[c] for c in sorted(set(y_l.tolist()) - voted)],
            "synth_s": round(synth_s, 2), "apply_s": round(apply_s, 2), "pipeline_s": round(pipeline_s, 2),
-           "guard": guard.to_dict(), **baselines(bench, texts_l, y_l, E_l, E["test"], encoder)}
+           "guard": guard.to_dict(), **baselines(bench, texts_l, y_l, E["dev"][lab], E["test"], encoder)}
     if distill:
         from alchemist_magics.distill import CombinedFeatures, DistilledModel, TfidfFeatures
 
         start = time.perf_counter()
-        proba = chosen.model.predict_proba(L_train)
-        cov_train = (L_train != -1).any(axis=1)
+        cov_train = wb.labels("train")["covered"].to_numpy()
         student = DistilledModel(CombinedFeatures([TfidfFeatures(), encoder]), model="logreg", seed=seed,
                                  uncovered="ignore", C=10.0)
-        student.fit(train.texts, proba, covered=cov_train, labeled=texts_l, labeled_labels=y_l)
+        student.fit(train.texts, wb.predict_proba("train"), covered=cov_train, labeled=texts_l, labeled_labels=y_l)
         run["distilled"] = metrics(test.labels, student.predict(test.texts), metric)
         run["distill_s"] = round(time.perf_counter() - start, 2)
     return run

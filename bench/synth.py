@@ -1,10 +1,11 @@
 """Benchmark the offline program writer on any WRENCH-format folder, beside 100-label classifiers.
 
 Per data set and seed (5 seeds): 100 labeled rows drawn from valid, the train texts as unlabeled
-data (labels hidden). The offline writer (keyword programs + text concept programs over MiniLM
-scores, ``synth.concepts.synthesize_text_programs``) writes programs; they are applied through the
-program sandbox, a label model is chosen on the same 100 labeled rows (no other label is read by
-any method) and its test predictions are scored: the set's metric (accuracy; spam F1 for sms),
+data (labels hidden). The product path (``suite.run_seed``): a Workbench whose dev rows are the 100
+labeled rows writes programs with its offline writer (``synth.OfflineWriter``: keyword, text concept
+and classifier programs over MiniLM scores), smoke tests and applies them in the program sandbox,
+chooses the label model on their cross-fitted votes on those rows (no other label is read by any
+method), and its test predictions are scored: the set's metric (accuracy; spam F1 for sms),
 accuracy and macro-F1. Rows no program covers take the label model's no-evidence guess. Beside it,
 on the same 100 rows: TF-IDF + LR, MiniLM + LR (C=10, balanced), MiniLM zero-shot against the class
 names, and WRENCH's human programs (stored weak labels, or sms's readme rules) under the same

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from alchemist_magics import TaskSpec, Workbench, from_dataframe
+from alchemist_magics.programs import Program
 from alchemist_magics.cli import main as cli_main
 
 SPAM = ["win cash now http://x.co", "subscribe to my channel", "free prize call now", "check out my video"]
@@ -240,3 +241,86 @@ def test_weak_programs_are_left_out_only_when_cross_validation_on_dev_says_so(tm
     assert "maybe" not in bench.left_out
     bench.fit(drop_weak=True)
     assert "maybe" in bench.left_out and bench.evaluate("test").iloc[0]["accuracy"] == 1.0
+
+
+class WordsEncoder:
+    """A deterministic toy sentence encoder: a normalised bag of the toy data's words."""
+
+    def __init__(self):
+        words = sorted({w for t in SPAM + HAM for w in t.split()})
+        self.index = {w: i for i, w in enumerate(words)}
+
+    def transform(self, texts):
+        out = np.full((len(texts), len(self.index)), 1e-3, dtype=np.float32)
+        for r, text in enumerate(texts):
+            for w in text.split():
+                if w in self.index:
+                    out[r, self.index[w]] += 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_offline_writer_with_an_encoder_writes_concept_programs_over_concept_rows(bench):
+    from alchemist_magics.synth.writer import OfflineWriter
+
+    result = bench.write(OfflineWriter(WordsEncoder()), 6)
+    assert result.accepted == result.programs and not result.rejected
+    kinds = [p.provenance["stats"]["kind"] for p in bench.programs]
+    assert "classifier" in kinds and any(k.startswith("concept_") for k in kinds)
+    assert "text concept and classifier programs" in result.note
+    views = {p.provenance["view"] for p in bench.programs}
+    assert len(views) == 1 and views <= set(bench.views)
+    bench.apply(progress=False)
+    dev = bench.datasets["dev"]
+    assert bench.matrix("train").shape == (300, len(bench.programs))
+    # the dev numbers are the cross-fitted votes the writer chose the set on, not the in-sample ones
+    table = bench.analysis()
+    held = bench.dev_votes()
+    j = kinds.index("classifier")
+    votes = np.asarray(bench.programs[j].provenance["stats"]["crossfit_votes"])
+    assert (held[:, j] == votes).all() and len(votes) == len(dev)
+    fired = votes >= 0
+    assert table.loc[bench.programs[j].name, "Emp. Acc."] == pytest.approx((votes[fired] == dev.labels[fired]).mean())
+    assert (bench.dev_votes(heldout=False) == bench.matrix("dev")).all()
+    bench.fit()
+    assert bench.scores("test")["label_model"] >= 0.9
+    # an edited program (same name, no view of its own: a notebook cell) reads the same concept rows
+    name = bench.programs[j].name
+    edited = bench.programs[j].source.replace('"""Vote', '"""Edited: vote')
+    assert bench.add(Program(edited, name=name, provenance={"source": "notebook cell"}))
+    assert bench.programs[j].provenance["view"] in views
+    bench.apply(progress=False)
+    assert (bench.matrix("test")[:, j] >= 0).all()
+
+
+def test_offline_writer_without_an_encoder_writes_keyword_programs_and_says_so(bench, monkeypatch):
+    import alchemist_magics.distill as distill
+    from alchemist_magics.synth.writer import NO_ENCODER, OfflineWriter
+
+    monkeypatch.setattr(distill, "default_text_encoder", lambda *a, **k: None)  # as without the test extra
+    result = bench.write(OfflineWriter(), 4)
+    assert result.note.count(NO_ENCODER) == 1 and "keyword programs only" in NO_ENCODER
+    assert bench.programs and not bench.views
+    assert all("view" not in p.provenance and p.provenance["stats"]["kind"] != "classifier" for p in bench.programs)
+    assert bench.apply(progress=False)["status"].eq("ok").all()
+
+
+def test_a_concept_program_without_its_view_is_refused_with_the_reason(bench):
+    from alchemist_magics.synth.writer import OfflineWriter
+
+    bench.write(OfflineWriter(WordsEncoder()), 4)
+    bench.views.clear()  # as after a restart: views are not stored
+    with pytest.raises(ValueError, match="write the programs again with the offline writer"):
+        bench.apply(progress=False)
+
+
+def test_a_plain_text_program_replacing_a_concept_program_reads_the_text(bench):
+    from alchemist_magics.synth.writer import OfflineWriter
+
+    bench.write(OfflineWriter(WordsEncoder()), 4)
+    first = bench.programs[0]
+    assert bench.add(Program("def f(text):\n    return 1 if 'free' in text else -1\n", name=first.name,
+                             provenance={"source": "notebook cell", "parent": first.id}))
+    assert "view" not in bench.programs[0].provenance
+    bench.apply(progress=False)
+    texts = bench.datasets["train"].texts
+    assert (bench.matrix("train")[:, 0] == np.where(["free" in t for t in texts], 1, -1)).all()
