@@ -14,9 +14,12 @@ the plain Python API with the client's *defaults* (no model name, no key, no con
 or max_tokens settings): generate_programs -> Workbench.add (check + smoke test over every train
 row) -> apply -> flags (silent, duplicate by output, not above chance, inverted: left out by
 fit()) -> fit -> evaluate, then one LLM repair round (Workbench.repair: the prompt quotes the
-program's exceptions and failing rows), and, for comparison, the offline synthesizer alone, LLM +
-synthesizer (same defaults) and TF-IDF + logistic regression trained on the same labeled (dev)
-rows. ``--seeds 0,1,2`` repeats it per seed (exemplars, sample numbers and workbench seed) and
+program's exceptions and failing rows), then per-class narrowing (``llm.narrow``: a program's
+votes for a class it gets mostly wrong on dev are dropped, when 5-fold cross-validation on dev
+prefers it), and, for comparison, the offline synthesizer alone, LLM + synthesizer (the LLM's
+programs kept only when cross-validation on dev prefers them: ``llm.narrow.join_if_better``) and
+TF-IDF + logistic regression trained on the same labeled (dev) rows. Every set is fitted and
+scored by its metric (``METRIC``: youtube accuracy, sms spam F1); no choice sees the test rows. ``--seeds 0,1,2`` repeats it per seed (exemplars, sample numbers and workbench seed) and
 prints mean +- std. It compares the meter's tokens with the server's own
 books (the "eval time = ... / N runs" line llama.cpp logs per request it computed; a request
 computed for a client that had gone shows up there and not in the meter).
@@ -42,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from alchemist_magics import TaskSpec, Workbench  # noqa: E402
 from alchemist_magics.data import load_wrench  # noqa: E402
 from alchemist_magics.llm import CostMeter, LLMClient, generate_programs, select_exemplars  # noqa: E402
+from alchemist_magics.llm.narrow import join_if_better, narrow_programs  # noqa: E402
 
 DATA = Path(os.environ.get("ALCHEMIST_DATA", ROOT.parent / "shared" / "data"))
 TASKS = {
@@ -50,6 +54,8 @@ TASKS = {
     "sms": TaskSpec("sms", "Is this SMS text message spam?", ["ham", "spam"],
                     input_description="the text of one SMS message (a str)"),
 }
+# The metric each set is scored with (WRENCH's): fit() chooses the label model and the CV choices by it.
+METRIC = {"youtube": "accuracy", "sms": "f1"}
 # llama.cpp's per-request books: generated tokens ("eval time = ... / N runs") and requests computed.
 SERVER_RUNS = re.compile(r"^llama_perf_context_print:\s+eval time =\s*[\d.]+ ms /\s*(\d+) runs", re.M)
 
@@ -113,24 +119,25 @@ def server_tokens(log: Path | None) -> tuple[int, int] | None:
     return len(found), sum(found)
 
 
-def scores(wb: Workbench) -> dict:
-    """Test scores with the defaults: fit() leaves the flagged programs out (and says which)."""
-    wb.fit()
+def scores(wb: Workbench, metric: str = "accuracy") -> dict:
+    """Test scores with the defaults: fit() (label model chosen on dev by ``metric``) leaves the
+    flagged programs out (and says which)."""
+    wb.fit(metric=metric)
     acc = wb.scores("test", "accuracy")
     f1 = wb.scores("test", "f1")
     return {"accuracy": round(acc["label_model"], 4), "f1": round(f1["label_model"], 4),
             "majority_accuracy": round(acc["majority_vote"], 4), "majority_f1": round(f1["majority_vote"], 4),
             "coverage": round(acc["coverage"], 4), "model": wb.model_name, "programs": len(wb.programs),
             "used": len(wb.programs) - len(wb.left_out), "left_out": dict(wb.left_out), "fit_notes": list(wb.fit_notes),
-            "drop_weak_false": _weak_kept(wb)}
+            "drop_weak_false": _weak_kept(wb, metric)}
 
 
-def _weak_kept(wb: Workbench) -> dict:
+def _weak_kept(wb: Workbench, metric: str) -> dict:
     """The same fit with every weak program kept (drop_weak=False), for comparison only."""
-    wb.fit(drop_weak=False)
+    wb.fit(metric=metric, drop_weak=False)
     out = {"accuracy": round(wb.scores("test", "accuracy")["label_model"], 4),
            "f1": round(wb.scores("test", "f1")["label_model"], 4)}
-    wb.fit()
+    wb.fit(metric=metric)
     return out
 
 
@@ -156,7 +163,7 @@ def tfidf_baseline(dev, test) -> dict:
 
 def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: Path, log: Path | None,
                 repair_rounds: int = 1) -> dict:
-    task = TASKS[name]
+    task, metric = TASKS[name], METRIC[name]
     splits = load_wrench(DATA / name)
     train, dev, test = splits["train"], splits["valid"], splits["test"]
     meter = CostMeter()
@@ -188,10 +195,10 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     out["programs_kept"] = len(added)
     wb.apply(progress=False)
     out["flags"] = flag_list(wb)
-    out["llm_only_before_repair"] = scores(wb) if wb.programs else None
+    out["llm_only_before_repair"] = scores(wb, metric) if wb.programs else None
     out["llm_only_before_repair_keep_flagged"] = None
     if wb.programs:
-        wb.fit(keep_flagged=True)
+        wb.fit(metric=metric, keep_flagged=True)
         out["llm_only_before_repair_keep_flagged"] = {
             "accuracy": round(wb.scores("test", "accuracy")["label_model"], 4),
             "f1": round(wb.scores("test", "f1")["label_model"], 4)}
@@ -216,7 +223,11 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     except Exception as error:  # noqa: BLE001 - report, keep the other numbers
         out["repair_error"] = f"{type(error).__name__}: {error}"
     out["repair_s"] = round(time.monotonic() - t1, 1)
-    out["llm_only"] = scores(wb) if wb.programs else None  # after checks, flags and one repair round
+    if wb.programs:
+        out["llm_only_as_written"] = scores(wb, metric)  # after checks, flags and one repair round
+        # then per-class narrowing, when 5-fold cross-validation on dev prefers it
+        out["narrowing"] = vars(narrow_programs(wb, metric=metric))
+    out["llm_only"] = scores(wb, metric) if wb.programs else None  # checks, flags, repair, narrowing
     llm_programs = list(wb.programs)
     # The offline synthesizer alone, and LLM + synthesizer (same defaults: flags left out).
     from alchemist_magics.synth import synthesize_programs
@@ -225,11 +236,14 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     wb_s = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-synth-{seed}", seed=seed)
     wb_s.add_all(synth)
     wb_s.apply(progress=False)
-    out["synth_only"] = scores(wb_s)
+    out["synth_only"] = scores(wb_s, metric)
     wb_b = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-both-{seed}", seed=seed)
     wb_b.add_all(list(synth) + llm_programs)
     wb_b.apply(progress=False)
-    out["llm_plus_synth"] = scores(wb_b)
+    out["llm_plus_synth_all"] = scores(wb_b, metric)
+    # the LLM's programs stay only when 5-fold cross-validation on dev prefers them (else: synth alone)
+    out["join"] = vars(join_if_better(wb_b, [p.name for p in llm_programs], metric))
+    out["llm_plus_synth"] = scores(wb_b, metric)
     out["tfidf_lr_dev_rows"] = tfidf_baseline(dev, test)
     # A re-run of the same generation is served from the cache: no request at all.
     rerun_meter = CostMeter()
@@ -246,7 +260,8 @@ def summarize(rows: list[dict], metric: str) -> dict:
     import statistics
 
     out = {}
-    for arm in ("llm_only", "llm_only_before_repair", "synth_only", "llm_plus_synth", "tfidf_lr_dev_rows"):
+    for arm in ("llm_only", "llm_only_as_written", "llm_only_before_repair", "synth_only", "llm_plus_synth",
+                "llm_plus_synth_all", "tfidf_lr_dev_rows"):
         values = [r[arm][metric] for r in rows if r.get(arm)]
         if values:
             out[arm] = {"mean": round(statistics.fmean(values), 4),
@@ -307,7 +322,7 @@ def main(argv=None) -> dict:
                       f"{row['wall_s']} s", flush=True)
                 (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
             if len(seeds) > 1:
-                metric = "f1" if name == "sms" else "accuracy"
+                metric = METRIC[name]
                 result.setdefault("summary", {})[name] = summary = summarize(rows, metric)
                 print(f"{name} ({metric}, {len(seeds)} seeds): " + "; ".join(
                     f"{arm} {v['mean']:.3f} +- {v['std']:.3f}" for arm, v in summary.items() if isinstance(v, dict)),

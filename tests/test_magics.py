@@ -618,3 +618,21 @@ def test_a_hanging_program_costs_its_limit_once_and_shows_red(ip, offline, capsy
         assert session.panel.refused["hangs_late"][0] == "timeout" and "alc-refused-table" in shown
     assert [p.name for p in session.programs] == before
     session.workbench.time_limits.pop("hangs_late", None)
+
+
+def test_fit_notes_are_one_line_printed_when_they_change(ip, offline, capsys):
+    session = ip.magics_manager.registry["Alchemist"].sessions["spam"]  # not _alchemist: other tests move it
+    twin = "%%alchemist_program spam free_twin\ndef free_twin(text):\n    return 1 if 'free' in text else -1\n"
+    run(ip, capsys, twin.replace("free_twin", "free_first"))
+    result, out = run(ip, capsys, twin)  # votes as free_first everywhere: one of the two is a duplicate
+    assert result.error_in_exec is None, out
+    twin_left_out = [n for n in ("free_first", "free_twin") if n in session.workbench.left_out][-1]
+    assert session.workbench.left_out[twin_left_out].startswith("duplicate")
+    lines = out.splitlines()
+    assert lines[-1].startswith("the label model leaves out") and "duplicate: " in lines[-1], out
+    assert twin_left_out in lines[-1] and sum(line.startswith("the label model") for line in lines) == 1
+    assert f"of {len(session.programs)} programs" in lines[-1]
+    result, out = run(ip, capsys, "%alchemist apply")  # unchanged notes: not printed again
+    assert "the label model leaves out" not in out
+    for name in ("free_twin", "free_first"):
+        run(ip, capsys, f"%alchemist remove {name}")

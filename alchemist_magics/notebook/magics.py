@@ -63,8 +63,12 @@ def _one_line(method):
     """Turn the layers' expected errors (bad input, missing key, budget, files) into one line."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        self.fit_lines = []
         try:
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
+            for line in self.fit_lines:
+                print(line)
+            return result
         except _HelpShown:
             return None
         except AlchemistError:
@@ -132,6 +136,7 @@ class TaskSession:
     line: "StatusLine | None" = None
     llm: dict = field(default_factory=dict)  # the cell's LLM options (--model, --temperature...), for repair and zeroshot
     refused: dict = field(default_factory=dict)  # (name, source, limit, train fingerprint) -> why its check failed
+    fit_line: str = ""  # the last fit_line() printed, so an unchanged one is not repeated each cell
 
     @property
     def programs(self) -> list[Program]:
@@ -179,6 +184,19 @@ class StatusLine:
             return bundle
         bundle.update({k: v for k, v in view.items() if k != "text/plain"})
         return bundle
+
+
+def fit_line(wb: Workbench) -> str:
+    """``fit()``'s notes in one line: which programs the label model left out, grouped by why
+    (a flag, or weak), or "" when it uses them all."""
+    if not wb.left_out:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for name, why in wb.left_out.items():
+        groups.setdefault(why.split(":", 1)[0], []).append(name)
+    parts = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in groups.items())
+    return (f"the label model leaves out {len(wb.left_out)} of {len(wb.programs)} programs ({parts}); "
+            "why: %alchemist analyze (Status, Problem)")
 
 
 def program_list(shell, task: str) -> list[dict]:
@@ -339,6 +357,7 @@ class Alchemist(Magics):
         super().__init__(shell=shell, **kwargs)
         self.sessions: dict[str, TaskSession] = {}
         self.last: str | None = None
+        self.fit_lines: list[str] = []  # this magic call's changed fit_line()s, printed after its own output
 
     # -- helpers ------------------------------------------------------------------------------
     def _variable(self, name: str | None, option: str):
@@ -440,6 +459,11 @@ class Alchemist(Magics):
         panel.progress(1, 2, "fitting the label model")
         selection = wb.fit()
         panel.progress(2, 2, "done")
+        line = fit_line(wb)
+        if line != session.fit_line:
+            session.fit_line = line
+            if line and line not in self.fit_lines:
+                self.fit_lines.append(line)
         analysis, cost = wb.analysis(), self.cost(session)
         bad = int((analysis["Status"] != "ok").sum())
         disabled = f", {len(wb.disabled)} disabled" if wb.disabled else ""
