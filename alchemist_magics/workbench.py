@@ -136,7 +136,10 @@ class Workbench:
         if getattr(writer, "cache_dir", False) is None and self.root is not None:
             writer.cache_dir = self.root / "cache" / "embeddings"  # the offline writer's sentence embeddings
         result = writer.write(self.task, self.writer_rows, self.inputs("train"), n, self.seed)
-        self.views.update(getattr(result, "views", None) or {})
+        for key, view in (getattr(result, "views", None) or {}).items():
+            self.views[key] = view
+            if self.store is not None:  # so that load() (a kernel restart) can run the programs again
+                view.save(self.store.folder / "views")
         if result.estimate_usd is not None:
             self.estimate_usd = result.estimate_usd
         before = len(self.rejected)
@@ -208,7 +211,8 @@ class Workbench:
             return self._inputs[split], self.datasets[split].fingerprint
         if key not in self.views:
             raise ValueError(f"{program.name} reads the concept rows of view {key!r}, which this workbench does not "
-                             "have (views are not stored): write the programs again with the offline writer")
+                             "have (not in its store, or made with an encoder other than the default MiniLM): "
+                             "write the programs again with the offline writer")
         return self.views[key].inputs(self.datasets[split])
 
     def add_all(self, programs) -> int:
@@ -300,7 +304,18 @@ class Workbench:
                 self.disabled[program.name] = program
             else:
                 self.programs.append(program)
+        self._load_views()
         return missing
+
+    def _load_views(self) -> None:
+        """The stored views (``synth.ConceptView``) the restored programs read, where they can be rebuilt."""
+        keys = {(p.provenance or {}).get("view") for p in [*self.programs, *self.disabled.values()]}
+        for key in sorted(k for k in keys if k is not None and k not in self.views):
+            from .synth.writer import ConceptView
+
+            view = ConceptView.load(self.store.folder / "views", key, cache_dir=self.root / "cache" / "embeddings")
+            if view is not None:
+                self.views[key] = view
 
     def export(self, path: str | Path | None = None) -> Path:
         """Write the programs as a ``.py`` file with loaders for plain functions and snorkel LFs."""

