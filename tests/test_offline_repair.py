@@ -133,3 +133,16 @@ def test_repairs_a_weak_program_on_wrench_youtube(youtube, tmp_path):
     # Held out: the test split played no part in the repair (measured: 0.04 -> 0.61 on 23 rows).
     test = program_analysis(bench.matrix("test"), youtube["test"].labels, names=[p.name for p in bench.programs])
     assert test.loc["video", "Emp. Acc."] < 0.1 and test.loc["video_repaired", "Emp. Acc."] > 0.5
+
+
+def test_a_program_over_concept_rows_is_repaired_into_one_over_concept_rows():
+    from alchemist_magics.programs.rows import make_row_type
+
+    parent = Program('def song_row(x):\n    return 0 if x.proto_ham > 0.5 else -1\n', provenance={"view": "concepts-1"})
+    texts, gold = HAM + SPAM, np.array([0] * 5 + [1] * 5)
+    Row = make_row_type(["text", "proto_ham"])
+    rows = [Row(t, 0.9) for t in texts]  # the parent votes ham everywhere: wrong on the spam rows
+    run = lambda p: apply_programs([p], rows, LabelSpace(TASK.classes), progress=False).L[:, 0]  # noqa: E731
+    fixed = repair_offline(TASK, parent, Evidence(texts, run(parent), gold, ["dev"] * len(texts)))
+    assert fixed.provenance["view"] == "concepts-1" and "def song_row_repaired(x):" in fixed.source
+    assert _accuracy(run(fixed), gold) == 1.0  # its exceptions read the row's text

@@ -83,6 +83,34 @@ class LabeledRowsClassifier:
             raise ValueError("the classifier needs the texts (TF-IDF part) or the embeddings it was fitted with")
         return out / used
 
+    def state(self) -> tuple[dict, dict]:
+        """What rebuilds it without pickle: ``(JSON-able settings and vocabulary, named arrays)``."""
+        info = {"k": self.k, "parts": list(self.parts), "constant": self.constant_, "models": list(self.models_),
+                "vocabulary": None if self.vectorizer_ is None else
+                {w: int(i) for w, i in self.vectorizer_.vocabulary_.items()}}
+        arrays = {} if self.vectorizer_ is None else {"idf": self.vectorizer_.idf_}
+        for part, model in self.models_.items():
+            arrays.update({f"{part}_coef": model.coef_, f"{part}_intercept": model.intercept_,
+                           f"{part}_classes": model.classes_})
+        return info, arrays
+
+    @classmethod
+    def from_state(cls, info: dict, arrays: dict) -> "LabeledRowsClassifier":
+        """The classifier :meth:`state` describes (same predictions)."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        model = cls(info["k"], info["parts"])
+        model.constant_ = info["constant"]
+        if info["vocabulary"] is not None:
+            model.vectorizer_ = TfidfVectorizer(sublinear_tf=True)
+            model.vectorizer_.vocabulary_ = info["vocabulary"]
+            model.vectorizer_.idf_ = arrays["idf"]
+        for part in info["models"]:
+            lr = _lr()
+            lr.coef_, lr.intercept_, lr.classes_ = (arrays[f"{part}_{a}"] for a in ("coef", "intercept", "classes"))
+            model.models_[part] = lr
+        return model
+
     @property
     def about(self) -> str:
         parts = [{"tfidf": "TF-IDF words", "embedding": "the sentence embedding"}[p] for p in self.models_]

@@ -212,6 +212,8 @@ def repair_offline(task: TaskSpec, program: Program, evidence: Evidence, *, reas
                   "stats": summary, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "settings": {"min_support": min_support, "min_error_rate": min_error_rate,
                                "flip_purity": flip_purity, "max_keys": max_keys, "max_rows": max_rows, "seed": seed}}
+    if "view" in program.provenance:  # it reads the same concept rows as its parent
+        provenance["view"] = program.provenance["view"]
     return Program(source, provenance=provenance)
 
 
@@ -270,6 +272,8 @@ def _write(task: TaskSpec, parent: Program, entry: str, found: list[LearnedExcep
     lines = "\n".join(f"    {e.key!r}: {e.answer},  # {names[e.answer]}: {e.errors} wrong, {e.rights} right"
                       for e in found)
     abstain_aliases = sorted(a.casefold() for a, t in task.aliases.items() if t == -1)
+    # a parent that reads concept rows (the offline writer's, provenance["view"]) gets a row: its words are x.text's
+    arg, text = ("x", "x.text") if "view" in (parent.provenance or {}) else ("text", "text")
     abstains = "answer is None or answer == -1" + (
         f" or str(answer).strip().casefold() in {set(abstain_aliases)!r}" if abstain_aliases else "")
     return (
@@ -281,12 +285,12 @@ def _write(task: TaskSpec, parent: Program, entry: str, found: list[LearnedExcep
         f'    """Words of the lower-cased text and adjacent word pairs."""\n'
         f"    words = {regex}.findall(r\"\\w+\", text.lower())\n"
         f"    return set(words) | {{a + \" \" + b for a, b in zip(words, words[1:])}}\n\n\n"
-        f"def {new_entry}(text):\n"
+        f"def {new_entry}({arg}):\n"
         f'    """{entry} (id {parent.id}) with {len(found)} learned exceptions."""\n'
-        f"    answer = {entry}(text)\n"
+        f"    answer = {entry}({arg})\n"
         f"    if {abstains}:\n"
         f"        return -1\n"
-        f"    keys = {keys_of}(text)\n"
+        f"    keys = {keys_of}({text})\n"
         f"    for key, instead in {table}.items():\n"
         f"        if key in keys:\n"
         f"            return instead\n"

@@ -61,15 +61,8 @@ class ConceptView:
                 "encoder": json.loads(getattr(c.encoder, "key", "null") or "null"), "classifier": None}
         arrays = {"vectors": c.vectors}
         if clf is not None:
-            spec["classifier"] = {"k": clf.k, "parts": list(clf.parts), "constant": clf.constant_,
-                                  "vocabulary": None if clf.vectorizer_ is None else
-                                  {w: int(i) for w, i in clf.vectorizer_.vocabulary_.items()},
-                                  "models": list(clf.models_)}
-            if clf.vectorizer_ is not None:
-                arrays["idf"] = clf.vectorizer_.idf_
-            for part, model in clf.models_.items():
-                arrays.update({f"{part}_coef": model.coef_, f"{part}_intercept": model.intercept_,
-                               f"{part}_classes": model.classes_})
+            spec["classifier"], state = clf.state()
+            arrays.update({f"clf_{name}": a for name, a in state.items()})
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / f"{self.key}.npz", lambda f: np.savez(f, **arrays))
@@ -82,7 +75,7 @@ class ConceptView:
         import json
 
         from ..distill import default_text_encoder
-        from .classifier import LabeledRowsClassifier, _lr
+        from .classifier import LabeledRowsClassifier
         from .concepts import TextConcepts
 
         folder = Path(folder)
@@ -96,21 +89,9 @@ class ConceptView:
         encoder = default_text_encoder(cache_dir, max_seq_length=wanted.get("max_seq_length"))
         if encoder is None or json.loads(encoder.key) != wanted:
             return None
-        clf, info = None, spec.get("classifier")
-        if info is not None:
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            clf = LabeledRowsClassifier(info["k"], info["parts"])
-            clf.constant_ = info["constant"]
-            if info["vocabulary"] is not None:
-                clf.vectorizer_ = TfidfVectorizer(sublinear_tf=True)
-                clf.vectorizer_.vocabulary_ = info["vocabulary"]
-                clf.vectorizer_.idf_ = arrays["idf"]
-            for part in info["models"]:
-                model = _lr()
-                model.coef_, model.intercept_ = arrays[f"{part}_coef"], arrays[f"{part}_intercept"]
-                model.classes_ = arrays[f"{part}_classes"]
-                clf.models_[part] = model
+        info = spec.get("classifier")
+        clf = None if info is None else LabeledRowsClassifier.from_state(
+            info, {name[4:]: a for name, a in arrays.items() if name.startswith("clf_")})
         concepts = TextConcepts(encoder, spec["concepts"], arrays["vectors"], spec["classes"], clf,
                                 spec["classifier_columns"])
         return cls(key, concepts)
