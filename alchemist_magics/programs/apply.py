@@ -115,8 +115,7 @@ def apply_programs(
     fingerprint = dataset_fingerprint or _fingerprint(inputs)
     for j, program in enumerate(programs):
         if check:
-            result = check_program(program.source, allowed_imports)
-            entry, why = result.entry, "; ".join(result.reasons)
+            entry, why = _checked(program.source, None if allowed_imports is None else frozenset(allowed_imports))
         else:
             entry, why = find_entry(program.source)
         if why:
@@ -134,24 +133,33 @@ def apply_programs(
                 continue
         todo.append((j, entry))
     tell = _teller(on_progress if on_progress is not None else _REPORT_TO.get(), programs, n)
-    for j, run in enumerate(runs):
-        if run is not None:
-            tell(j, "done", run)
-    for j, _ in todo:
-        tell(j, "queued")
+    if tell is not None:
+        for j, run in enumerate(runs):
+            if run is not None:
+                tell(j, "done", run)
+        for j, _ in todo:
+            tell(j, "queued")
     report = None
     if todo:
-        lost: set[int] = set()  # programs that were running when a supervisor died
-        report = _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s,
-                                    memory_limit_mb, workers or default_workers(), progress, lost, tell)
-        if cache is not None:
-            for j, _ in todo:
-                run = runs[j]
+        failed_writes: list[OSError] = []
+
+        def store(run: ProgramRun) -> None:
+            """Cache a run as its result arrives: the fsync'd write overlaps the children still running.
+            (A run lost to a supervisor death never comes here: that is not its own outcome.)"""
+            try:
                 if run.status == "ok":
                     cache.put(run.program, fingerprint, label_space, run.codes, run.message, run.runtime_s)
-                elif run.status in FAILED_STATUSES and j not in lost:
+                elif run.status in FAILED_STATUSES:
                     cache.put_outcome(run.program, fingerprint, label_space, time_limit_s, memory_limit_mb,
                                       run.status, run.message, run.runtime_s)
+            except OSError as exc:  # raised once the run is over, not into the supervisor's stream
+                failed_writes.append(exc)
+
+        report = _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s,
+                                    memory_limit_mb, workers or default_workers(), progress, tell,
+                                    store if cache is not None else None)
+        if failed_writes:
+            raise failed_writes[0]
     report = report or shared_supervisor().report or _local_report()
     warn_once(report)
     L = np.full((n, m), ABSTAIN, dtype=np.int8)
@@ -159,6 +167,26 @@ def apply_programs(
         if run.status == "ok":
             L[:, j] = to_label_matrix(run.codes)
     return ApplyResult(L, runs, isolation=report["isolation"], layers=dict(report))
+
+
+_PASSED: dict[tuple, str] = {}  # (source, allowed imports) -> entry, for sources that passed the check
+_KEEP_PASSED = 256
+
+
+def _checked(source: str, allowed_imports: frozenset[str] | None) -> tuple[str | None, str]:
+    """``(entry, reasons)`` of :func:`check_program`. A pass is kept (the same source and allow-list
+    pass again), so a program is not re-checked before every run (the 10 programs of
+    ``bench/apply.py`` take 4-7 ms); a rejection is not, since one for nesting depends on the stack."""
+    key = (source, allowed_imports)
+    entry = _PASSED.get(key)
+    if entry is not None:
+        return entry, ""
+    result = check_program(source, allowed_imports)
+    if result.ok:
+        if len(_PASSED) >= _KEEP_PASSED:  # bounded: start over rather than track the oldest
+            _PASSED.clear()
+        _PASSED[key] = result.entry
+    return result.entry, "; ".join(result.reasons)
 
 
 # fingerprint -> a copy of those text rows, kept while the supervisor holds them (it holds a few sets)
@@ -184,10 +212,13 @@ def _fingerprint(inputs: list | tuple) -> str:
 
 
 def _teller(on_progress, programs, n: int):
-    """``tell(j, state, run=None, rows=0)``: one :class:`ProgramProgress` to ``on_progress`` (if any)."""
+    """``tell(j, state, run=None, rows=0)``: one :class:`ProgramProgress` to ``on_progress``; None without one
+    (then nobody asks the supervisor how far each job is: those frames, ten a second per running job,
+    would wake the kernel and the supervisor while the children need the cores)."""
+    if on_progress is None:
+        return None
+
     def tell(j: int, state: str, run: ProgramRun | None = None, rows: int = 0) -> None:
-        if on_progress is None:
-            return
         if run is not None:
             rows = int((run.codes != NOT_RUN).sum()) if run.codes is not None else 0
         event = ProgramProgress(j, programs[j].name, state, min(int(rows), n), n,
@@ -210,9 +241,9 @@ def _local_report() -> dict:
 
 
 def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, time_limit_s, memory_limit_mb,
-                       workers, progress, lost: set, tell=None) -> dict:
-    """Hand the jobs to the supervisor; fill ``runs`` (and ``lost`` with the programs a supervisor death
-    cost); the isolation report of the supervisor that ran them."""
+                       workers, progress, tell=None, on_result=None) -> dict:
+    """Hand the jobs to the supervisor; fill ``runs`` (``on_result(run)`` for each one the supervisor
+    reported, not for those a supervisor death cost); the isolation report of the supervisor that ran them."""
     from tqdm.auto import tqdm
 
     n = len(inputs)
@@ -238,6 +269,8 @@ def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, t
                         show if progress else None, on_job):
                     j = remaining[i][0]
                     runs[j] = ProgramRun(programs[j], status, message, codes, runtime_s)
+                    if on_result is not None:
+                        on_result(runs[j])
                     if tell is not None:
                         tell(j, "done", runs[j])
                 remaining = []
@@ -246,7 +279,6 @@ def _run_in_supervisor(programs, todo, runs, inputs, fingerprint, label_space, t
                     j = remaining[i][0]
                     runs[j] = ProgramRun(programs[j], "crashed", f"the sandbox supervisor died while this program ran ({died})",
                                          np.full(n, NOT_RUN, np.int8))
-                    lost.add(j)
                     if tell is not None:
                         tell(j, "done", runs[j])
                 done = died.running | died.reported
