@@ -445,3 +445,21 @@ def test_the_static_check_never_raises():
     assert not check_program(b"def f(x): return 1").ok
     batch = apply_programs(bombs + [PROGRAMS[0]], TEXTS, LS, progress=False)
     assert [r.status for r in batch.runs] == ["rejected"] * len(bombs) + ["ok"]
+
+
+def test_a_cache_write_error_is_raised_after_the_run(tmp_path, monkeypatch):
+    cache, offered, real_put = OutputCache(tmp_path), [], OutputCache.put
+
+    def put(self, program, *args, **kwargs):  # the disk fills up on the first program's entry
+        offered.append(program.name)
+        if program.name == "kw":
+            raise OSError(28, "No space left on device")
+        return real_put(self, program, *args, **kwargs)
+
+    monkeypatch.setattr(OutputCache, "put", put)
+    with pytest.raises(OSError, match="No space left"):
+        apply_programs(PROGRAMS, TEXTS, LS, cache=cache, progress=False)
+    assert sorted(offered) == sorted(p.name for p in PROGRAMS) and len(cache) == 4  # every run finished
+    monkeypatch.undo()
+    again = apply_programs(PROGRAMS, TEXTS, LS, cache=cache, progress=False)
+    assert [r.cached for r in again.runs] == [False, True, True, True, True] and (again.L == EXPECTED).all()
