@@ -16,11 +16,13 @@ row) -> apply -> flags (silent, duplicate by output, not above chance, inverted:
 fit()) -> fit -> evaluate, then one LLM repair round (Workbench.repair: the prompt quotes the
 program's exceptions and failing rows), then per-class narrowing (``llm.narrow``: a program's
 votes for a class it gets mostly wrong on dev are dropped, when 5-fold cross-validation on dev
-prefers it), and, for comparison, the offline synthesizer alone, LLM + synthesizer (the LLM's
+prefers it), and, for comparison, the offline synthesizer alone (``synth.OfflineWriter`` through
+``Workbench.write``, ``n`` programs from the dev rows), LLM + synthesizer (the LLM's
 programs kept only when cross-validation on dev prefers them: ``llm.narrow.join_if_better``) and
 TF-IDF + logistic regression trained on the same labeled (dev) rows. Every set is fitted and
-scored by its metric (``METRIC``: youtube accuracy, sms spam F1); no choice sees the test rows. ``--seeds 0,1,2`` repeats it per seed (exemplars, sample numbers and workbench seed) and
-prints mean +- std. It compares the meter's tokens with the server's own
+scored by its metric (``METRIC``: youtube accuracy, sms spam F1); no choice sees the test rows.
+``--seeds 0,1,2`` repeats it per seed (exemplars, sample numbers and workbench seed) and prints
+mean +- std. It compares the meter's tokens with the server's own
 books (the "eval time = ... / N runs" line llama.cpp logs per request it computed; a request
 computed for a client that had gone shows up there and not in the meter).
 Last line: JSON with everything measured.
@@ -229,16 +231,20 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
         out["narrowing"] = vars(narrow_programs(wb, metric=metric))
     out["llm_only"] = scores(wb, metric) if wb.programs else None  # checks, flags, repair, narrowing
     llm_programs = list(wb.programs)
-    # The offline synthesizer alone, and LLM + synthesizer (same defaults: flags left out).
-    from alchemist_magics.synth import synthesize_programs
+    # The offline synthesizer alone (the product's writer: synth.OfflineWriter, from the dev rows),
+    # and LLM + synthesizer (same defaults: flags left out). Its programs read the workbench's concept
+    # views, so each workbench writes its own (the same programs: same rows, seed and embeddings).
+    from alchemist_magics.synth.writer import OfflineWriter
 
-    synth = synthesize_programs(task, dev.inputs(), dev.labels, train.inputs(), 10, seed=seed)
+    embeddings = root / f"{name}-embeddings"
     wb_s = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-synth-{seed}", seed=seed)
-    wb_s.add_all(synth)
+    written = wb_s.write(OfflineWriter(cache_dir=embeddings, metric=metric), n)
+    out["synth_programs"] = [p.name for p in written.accepted]
     wb_s.apply(progress=False)
     out["synth_only"] = scores(wb_s, metric)
     wb_b = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-both-{seed}", seed=seed)
-    wb_b.add_all(list(synth) + llm_programs)
+    wb_b.write(OfflineWriter(cache_dir=embeddings, metric=metric), n)
+    wb_b.add_all(llm_programs)
     wb_b.apply(progress=False)
     out["llm_plus_synth_all"] = scores(wb_b, metric)
     # the LLM's programs stay only when 5-fold cross-validation on dev prefers them (else: synth alone)

@@ -153,10 +153,9 @@ def narrow_programs(wb, names: list[str] | None = None, metric: str = "accuracy"
                 disabled.append(name)
     if disabled:
         wb.apply(progress=False)  # outputs come from the cache; the children run
-    return Choice("narrowed", scores, added, disabled,
-                  note=f"narrowed {len(added)} programs ({', '.join(added) or 'none'}; parents disabled), "
-                       f"set aside {len(silenced)} weak on every class they vote ({', '.join(silenced) or 'none'}): "
-                       f"{verdict}")
+    done = ([f"narrowed {len(added)} programs ({', '.join(added)}; parents disabled)"] if added else []) + \
+        ([f"set aside {len(silenced)} weak on every class they vote ({', '.join(silenced)})"] if silenced else [])
+    return Choice("narrowed", scores, added, disabled, note=f"{', '.join(done) or 'no child passed the check'}: {verdict}")
 
 
 def join_if_better(wb, names: list[str], metric: str = "accuracy", *, confidence: float = 0.95,
