@@ -457,8 +457,9 @@ class Workbench:
         than its parent), ``not_above_prior`` or ``inverted`` (on the labeled dev rows its accuracy is
         not above chance with 95 % confidence, or significantly below it:
         ``llm.dedup.uninformative_programs`` over ``aggregate.guard.flag_programs``; programs the
-        offline synthesizer wrote from these dev rows are judged on their cross-fitted votes).
-        ``Reason``: one line. Programs not listed are not flagged.
+        offline synthesizer wrote from these dev rows are judged on their cross-fitted votes), or
+        ``not_chosen`` (the offline synthesizer wrote it, but the program set it chose by cross-fitted
+        votes on the labeled rows does not hold it). ``Reason``: one line. Programs not listed are not flagged.
         """
         if "train" not in self.results:
             raise ValueError("nothing applied yet: call .apply() first")
@@ -469,8 +470,11 @@ class Workbench:
         names = [r.program.name for r in runs]
         L = self.results["train"].L
         rows: dict[str, tuple[str, str]] = {}
+        for r in runs:  # the offline writer's set choice passed over it (cross-fitted on the labeled rows)
+            if (r.program.provenance or {}).get("unchosen"):
+                rows[r.program.name] = ("not_chosen", r.program.provenance["unchosen"])
         for name in silent_programs(L, names):
-            rows[name] = ("silent", "never votes on the train rows (every output abstain, invalid or a fault)")
+            rows.setdefault(name, ("silent", "never votes on the train rows (every output abstain, invalid or a fault)"))
         order = [j for j in _children_first([r.program for r in runs]) if names[j] not in rows]
         for dup in duplicates_by_output(L[:, order], [names[j] for j in order]):
             rows[dup.name] = ("duplicate", str(dup))
@@ -527,9 +531,12 @@ class Workbench:
             if len(flags) and not keep_flagged:
                 if len(flags) < len(names):
                     self.left_out = {n: f"{flags.loc[n, 'Flag']}: {flags.loc[n, 'Reason']}" for n in flags.index}
+                    by_why: dict[str, list[str]] = {}  # one reason once, with the programs it covers
+                    for name, why in self.left_out.items():
+                        by_why.setdefault(why, []).append(name)
                     self.fit_notes.append(f"left out of the label model ({len(flags)} of {len(names)} programs; "
                                           "fit(keep_flagged=True) keeps them): "
-                                          + "; ".join(self.left_out.values()))
+                                          + "; ".join(f"{', '.join(ns)} ({why})" for why, ns in by_why.items()))
                 else:
                     self.fit_notes.append("every program is flagged (see flags()): all are kept")
             elif len(flags):

@@ -721,6 +721,8 @@ def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_te
         programs.append(program)
         held.append(all_votes[:, flag.index])
     H = np.stack(held, axis=1) if held else np.empty((len(y), 0), dtype=int)
+    column = {id(p): j for j, p in enumerate(programs)}
+    before = H
     programs, H, choice = choose_program_set(programs, H, y, k, metric, sets, abstain)
     if choice["abstain"] > 0:
         programs = [_with_margin(result, p, choice["abstain"], task, seed, H[:, j], y)
@@ -731,6 +733,10 @@ def synthesize_text_programs(task: TaskSpec, labeled_texts, labels, unlabeled_te
         notes.append(f"program set chosen by cross-fitted majority vote on the labeled rows ({metric}): "
                      f"{choice['name']} {choice['score']:.3f}; " + ", ".join(
                          f"{n} {v:.3f}" for n, v in choice["scores"].items() if n != choice["name"]))
+        for p in choice["dropped"]:  # still written (shown, never silently dropped); the Workbench leaves them out
+            p.provenance["stats"]["crossfit_votes"] = before[:, column[id(p)]].tolist()
+            p.provenance["unchosen"] = (f"not in the program set chosen on cross-fitted votes on the labeled rows "
+                                        f"({metric}: {choice['name']} {choice['score']:.3f})")
         flagged += [(p, None) for p in choice["dropped"]]
     voted = {int(c) for p in programs for c in votes_for(p)}
     for c in sorted(set(y.tolist()) - voted):

@@ -147,15 +147,21 @@ class OfflineWriter:
         texts = [t for t, k in zip(labeled.texts, known) if k]
         res = synthesize_text_programs(task, texts, labeled.labels[known], [str(u) for u in unlabeled], n, seed=seed,
                                        encoder=encoder, metric=self.metric)
-        key = "concepts-" + hashlib.sha256("\n".join(p.source for p in res.programs).encode()).hexdigest()[:12]
-        for j, program in enumerate(res.programs):
+        # the programs the set choice passed over come too, marked: the Workbench shows them and its
+        # label model leaves them out (flag ``not_chosen``), so asking for n programs never yields one
+        unchosen = [p for p, flag in res.flagged if flag is None]
+        programs = res.programs + unchosen
+        key = "concepts-" + hashlib.sha256("\n".join(p.source for p in programs).encode()).hexdigest()[:12]
+        for j, program in enumerate(programs):
             program.provenance["view"] = key
             # the cross-fitted votes the program set was chosen on: what the Workbench scores it by on
             # these rows (a row the gold label of which is unknown was not a labeled row: it abstains)
             votes = np.full(len(labeled), -1, dtype=int)
-            votes[known] = res.heldout_votes[:, j]
+            votes[known] = res.heldout_votes[:, j] if j < len(res.programs) else program.provenance["stats"]["crossfit_votes"]
             program.provenance["stats"].update(crossfit_votes=votes.tolist(), labeled_rows=len(labeled))
-        note = (f"offline synthesizer: {len(res.programs)} programs (keyword, text concept and classifier programs, "
-                f"set '{res.program_set}' chosen on cross-fitted votes) from {int(known.sum())} labeled rows")
-        return SynthWriteResult(res.programs, note="; ".join([note, *res.notes]),
+        note = (f"offline synthesizer: {len(programs)} programs (keyword, text concept and classifier programs, "
+                f"set '{res.program_set}' chosen on cross-fitted votes"
+                + (f"; the label model leaves out the other {len(unchosen)}" if unchosen else "")
+                + f") from {int(known.sum())} labeled rows")
+        return SynthWriteResult(programs, note="; ".join([note, *res.notes]),
                                 views={key: ConceptView(key, res.concepts)}, synthesis=res)

@@ -7,6 +7,7 @@ through ``window.jupyterapp`` (JupyterLab's application object, exposed by
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).parent / "artifacts"  # screenshots of the last state, for a failing run
 DATA = REPO.parent / "shared" / "data" / "youtube"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
@@ -135,6 +137,26 @@ class LabServer:
 def launch_browser(playwright):
     """Debian's Chromium under Playwright, with the flags this machine needs."""
     return playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS, headless=True)
+
+
+@contextlib.contextmanager
+def open_notebook(folder: Path, *, n: int, viewport: tuple[int, int] = (1400, 950), screenshot: str | None = None,
+                  **server):
+    """A :class:`LabServer` in ``folder`` (a notebook asking for ``n`` programs; ``server``: its other
+    options), Chromium on it and the opened :class:`Notebook`; at the end the page is saved as
+    ``artifacts/<screenshot>`` (when named) and everything is stopped."""
+    from playwright import sync_api
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with LabServer(folder, n=n, **server) as lab, sync_api.sync_playwright() as p:
+        browser = launch_browser(p)
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        try:
+            yield Notebook(page, lab).open()
+        finally:
+            if screenshot:
+                page.screenshot(path=ARTIFACTS / screenshot)
+            browser.close()
 
 
 # JavaScript run in the page: the notebook's cells as plain data.

@@ -9,30 +9,21 @@ one program cell (the task is loaded from the store). After each, the kernel's p
 the notebook's program cells, in order, with their sources. Screenshots go to tests/browser/artifacts/.
 """
 import re
-from pathlib import Path
 
 import pytest
 
-from labsession import (EDIT, LabServer, MAGIC, Notebook, disable_then_remove_last, faulty_program_shown_red, launch_browser,
+from labsession import (ARTIFACTS, EDIT, MAGIC, disable_then_remove_last, faulty_program_shown_red, open_notebook,
                         require_browser)
 
-sync_api = require_browser()
+require_browser()
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 N = 5
 
 
 @pytest.fixture(scope="module")
 def notebook(tmp_path_factory):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with LabServer(tmp_path_factory.mktemp("lab"), n=N) as server, sync_api.sync_playwright() as p:
-        browser = launch_browser(p)
-        page = browser.new_page(viewport={"width": 1500, "height": 950})
-        try:
-            yield Notebook(page, server).open()
-        finally:
-            page.screenshot(path=ARTIFACTS / "last.png")
-            browser.close()
+    with open_notebook(tmp_path_factory.mktemp("lab"), n=N, viewport=(1500, 950), screenshot="last.png") as notebook:
+        yield notebook
 
 
 def sidebar_rows(notebook) -> dict[str, list[str]]:

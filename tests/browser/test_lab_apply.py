@@ -5,15 +5,13 @@ runs. After each, the kernel's program list equals the notebook's program cells,
 their sources. Screenshots go to tests/browser/artifacts/."""
 import re
 import time
-from pathlib import Path
 
 import pytest
 
-from labsession import LabServer, MAGIC, Notebook, launch_browser, require_browser
+from labsession import ARTIFACTS, MAGIC, open_notebook, require_browser
 
-sync_api = require_browser()
+require_browser()
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 HANG = "%%alchemist_program spam hangs --time-limit 3\ndef hangs(text):\n    while True:\n        pass\n"
 SLOW = ("%%alchemist_program spam slow_check --time-limit 300\ndef slow_check(text):\n    total = 0\n"
         "    for i in range(40000):\n        total += i\n    return 1 if 'check' in text.lower() else -1\n")
@@ -22,15 +20,8 @@ TRAIN_ROWS = "1,586"  # WRENCH youtube's train split
 
 @pytest.fixture(scope="module")
 def notebook(tmp_path_factory):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with LabServer(tmp_path_factory.mktemp("lab-apply"), n=3) as server, sync_api.sync_playwright() as p:
-        browser = launch_browser(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 950})
-        try:
-            yield Notebook(page, server).open()
-        finally:
-            page.screenshot(path=ARTIFACTS / "apply-last.png")
-            browser.close()
+    with open_notebook(tmp_path_factory.mktemp("lab-apply"), n=3, screenshot="apply-last.png") as notebook:
+        yield notebook
 
 
 def timed_run(notebook, index: int) -> float:

@@ -3,23 +3,18 @@ programs were sent as cells, it says where they are (its output, --next-cell), a
 program set is what that output lists."""
 import pytest
 
-from labsession import LabServer, MAGIC, Notebook, launch_browser, require_browser
+from labsession import MAGIC, open_notebook, require_browser
 
-sync_api = require_browser()
+require_browser()
 
 
 @pytest.fixture(scope="module", params=["lab", "notebook"])
 def notebook(request, tmp_path_factory):
     if request.param == "notebook":
         pytest.importorskip("notebook", minversion="7")
-    with LabServer(tmp_path_factory.mktemp(f"{request.param}-noext"), n=3, disabled_extensions=("alchemist_magics",),
-                   app=request.param) as server, sync_api.sync_playwright() as p:
-        browser = launch_browser(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            yield Notebook(page, server).open()
-        finally:
-            browser.close()
+    with open_notebook(tmp_path_factory.mktemp(f"{request.param}-noext"), n=3, viewport=(1400, 900),
+                       disabled_extensions=("alchemist_magics",), app=request.param) as notebook:
+        yield notebook
 
 
 def test_extension_disabled_the_magic_says_where_the_programs_are(notebook):

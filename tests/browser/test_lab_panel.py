@@ -2,35 +2,25 @@
 theme: every matrix cell and sidebar row reads at >= 4.5:1 (WCAG AA), no column of the matrix is
 cut off at a 1280 px window with the sidebar open, the sort control and the drill-down work, and
 the sidebar is open again after a page reload. Screenshots go to tests/browser/artifacts/."""
-from pathlib import Path
 
 import pytest
 
-from labsession import LabServer, MAGIC, Notebook, launch_browser, require_browser
+from labsession import ARTIFACTS, MAGIC, open_notebook, require_browser
 from panelcheck import add_program_cell, clipping, contrast, layout, panel, run_task, set_theme
 
-sync_api = require_browser()
+require_browser()
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 AA = 4.5
 N = 6  # 5 written programs and FAULTY
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with LabServer(tmp_path_factory.mktemp("panel"), n=5) as server, sync_api.sync_playwright() as p:
-        browser = launch_browser(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        notebook = Notebook(page, server).open()
-        try:
-            run_task(notebook, MAGIC)
-            add_program_cell(notebook, MAGIC)  # a program that raises on some rows: a failing one
-            layout(page)
-            yield notebook
-        finally:
-            page.screenshot(path=ARTIFACTS / "panel-last.png")
-            browser.close()
+    with open_notebook(tmp_path_factory.mktemp("panel"), n=5, viewport=(1280, 900), screenshot="panel-last.png") as notebook:
+        run_task(notebook, MAGIC)
+        add_program_cell(notebook, MAGIC)  # a program that raises on some rows: a failing one
+        layout(notebook.page)
+        yield notebook
 
 
 @pytest.mark.parametrize("theme", ["JupyterLab Light", "JupyterLab Dark"])

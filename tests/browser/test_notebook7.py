@@ -5,29 +5,20 @@ once (a second run takes < 2 s). After each, the kernel's program list equals th
 cells, in order, with their sources. Then an edited program cell and a re-run of the magic (the
 edit stays in place and in the kernel), %alchemist disable / remove, and a faulty program shown red."""
 import time
-from pathlib import Path
 
 import pytest
 
-from labsession import (EDIT, LabServer, MAGIC, Notebook, disable_then_remove_last, faulty_program_shown_red, launch_browser,
+from labsession import (ARTIFACTS, EDIT, MAGIC, disable_then_remove_last, faulty_program_shown_red, open_notebook,
                         require_browser)
 
-sync_api = require_browser("notebook", minversion="7")
+require_browser("notebook", minversion="7")
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 @pytest.fixture(scope="module")
 def notebook(tmp_path_factory):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with LabServer(tmp_path_factory.mktemp("nb7"), n=4, app="notebook") as server, sync_api.sync_playwright() as p:
-        browser = launch_browser(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 950})
-        try:
-            yield Notebook(page, server).open()
-        finally:
-            page.screenshot(path=ARTIFACTS / "nb7-last.png")
-            browser.close()
+    with open_notebook(tmp_path_factory.mktemp("nb7"), n=4, app="notebook", screenshot="nb7-last.png") as notebook:
+        yield notebook
 
 
 def test_notebook7_cells_run_all_delete_sidebar_restart(notebook):
