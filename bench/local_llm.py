@@ -230,13 +230,30 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
         # then per-class narrowing, when 5-fold cross-validation on dev prefers it
         out["narrowing"] = vars(narrow_programs(wb, metric=metric))
     out["llm_only"] = scores(wb, metric) if wb.programs else None  # checks, flags, repair, narrowing
-    llm_programs = list(wb.programs)
-    # The offline synthesizer alone (the product's writer: synth.OfflineWriter, from the dev rows),
-    # and LLM + synthesizer (same defaults: flags left out). Its programs read the workbench's concept
-    # views, so each workbench writes its own (the same programs: same rows, seed and embeddings).
+    out["llm_programs"] = [p.name for p in wb.programs]
+    out.update(synth_arms(name, list(wb.programs), n, seed, root))
+    # A re-run of the same generation is served from the cache: no request at all.
+    rerun_meter = CostMeter()
+    again = generate_programs(task, n, LLMClient(base_url=base_url, cache=cache, meter=rerun_meter),
+                              exemplars=exemplars, first_sample=seed * 1000)
+    out["rerun_requests"] = rerun_meter.requests
+    out["rerun_cache_hits"] = again.cache_hits
+    out["wall_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+def synth_arms(name: str, llm_programs: list, n: int, seed: int, root: Path) -> dict:
+    """The offline synthesizer alone (the product's writer: ``synth.OfflineWriter`` through
+    ``Workbench.write``, ``n`` programs from the dev rows), LLM + synthesizer (the LLM's programs kept
+    only when 5-fold cross-validation on dev prefers them: ``join_if_better``; ``llm_plus_synth_all``
+    keeps them all) and TF-IDF LR on the dev rows. The synthesizer's programs read their workbench's
+    concept views, so each workbench writes its own (same rows, seed and embeddings: same programs)."""
     from alchemist_magics.synth.writer import OfflineWriter
 
-    embeddings = root / f"{name}-embeddings"
+    task, metric = TASKS[name], METRIC[name]
+    splits = load_wrench(DATA / name)
+    train, dev, test = splits["train"], splits["valid"], splits["test"]
+    embeddings, out = root / f"{name}-embeddings", {}
     wb_s = Workbench(task, train, dev=dev, test=test, root=root / f"{name}-synth-{seed}", seed=seed)
     written = wb_s.write(OfflineWriter(cache_dir=embeddings, metric=metric), n)
     out["synth_programs"] = [p.name for p in written.accepted]
@@ -247,18 +264,23 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     wb_b.add_all(llm_programs)
     wb_b.apply(progress=False)
     out["llm_plus_synth_all"] = scores(wb_b, metric)
-    # the LLM's programs stay only when 5-fold cross-validation on dev prefers them (else: synth alone)
     out["join"] = vars(join_if_better(wb_b, [p.name for p in llm_programs], metric))
     out["llm_plus_synth"] = scores(wb_b, metric)
     out["tfidf_lr_dev_rows"] = tfidf_baseline(dev, test)
-    # A re-run of the same generation is served from the cache: no request at all.
-    rerun_meter = CostMeter()
-    again = generate_programs(task, n, LLMClient(base_url=base_url, cache=cache, meter=rerun_meter),
-                              exemplars=exemplars, first_sample=seed * 1000)
-    out["rerun_requests"] = rerun_meter.requests
-    out["rerun_cache_hits"] = again.cache_hits
-    out["wall_s"] = round(time.monotonic() - t0, 1)
     return out
+
+
+def recombine(previous: Path, name: str, seed: int, n: int, root: Path) -> dict:
+    """A finished run's row for ``name``/``seed`` with the synthesizer arms computed again by this
+    code: the LLM programs it kept (``llm_programs``, read back from its workbench's store) are
+    reused, so no request is sent (e.g. after the offline synthesizer changed)."""
+    from alchemist_magics.llm import ProgramStore
+
+    rows = json.loads((previous / "result.json").read_text())["datasets"][name]
+    row = next(r for r in (rows if isinstance(rows, list) else [rows]) if r["seed"] == seed)
+    stored = {p.name: p for p in ProgramStore(TASKS[name].name, previous / "wb" / f"{name}-llm-{seed}").load()}
+    kept = row.get("llm_programs") or [p for p in stored if p not in row.get("narrowing", {}).get("disabled", [])]
+    return {**row, "recombined_from": str(previous), **synth_arms(name, [stored[p] for p in kept], n, seed, root)}
 
 
 def summarize(rows: list[dict], metric: str) -> dict:
@@ -278,6 +300,12 @@ def summarize(rows: list[dict], metric: str) -> dict:
     return out
 
 
+def _has_row(work: Path, name: str, seed: int) -> bool:
+    path = work / "result.json"
+    rows = json.loads(path.read_text())["datasets"].get(name, []) if path.exists() else []
+    return any(r["seed"] == seed for r in (rows if isinstance(rows, list) else [rows]))
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gguf", help="path to a GGUF file (starts llama-cpp-python's server)")
@@ -293,8 +321,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--repair-rounds", type=int, default=1, choices=[0, 1])
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--work", default=None, help="folder for the cache and workbenches (default: a temp dir)")
+    parser.add_argument("--recombine", nargs="+", metavar="WORK", default=None,
+                        help="finished runs' --work folders: reuse their LLM programs, compute the synthesizer "
+                             "arms again (no server needed)")
     args = parser.parse_args(argv)
-    if not args.gguf and not args.base_url:
+    if not args.gguf and not args.base_url and not args.recombine:
         parser.error("give --gguf PATH (see docs/local-llm.md for how to get one) or --base-url URL")
     work = Path(args.work or tempfile.mkdtemp(prefix="alchemist-local-llm-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -302,7 +333,7 @@ def main(argv=None) -> dict:
     started = time.monotonic()
     result = {"datasets": {}, "work": str(work)}
     try:
-        if args.gguf:
+        if args.gguf and not args.recombine:
             log = work / "llama-server.log"
             server = LlamaServer(args.gguf, args.server_python, args.threads, args.ctx, log).start()
             result["server"] = {"cmd": " ".join(server.cmd), "start_s": round(time.monotonic() - started, 1)}
@@ -311,8 +342,12 @@ def main(argv=None) -> dict:
         for name in args.datasets.split(","):
             rows = []
             for seed in seeds:
-                row = run_dataset(name, base_url, args.n, seed, work / "cache", work / "wb", log,
-                                  repair_rounds=args.repair_rounds)
+                if args.recombine:
+                    previous = next(Path(w) for w in args.recombine if _has_row(Path(w), name, seed))
+                    row = recombine(previous, name, seed, args.n, work / "wb")
+                else:
+                    row = run_dataset(name, base_url, args.n, seed, work / "cache", work / "wb", log,
+                                      repair_rounds=args.repair_rounds)
                 rows.append(row)
                 result["datasets"][name] = row if len(seeds) == 1 else rows
                 llm = row["llm_only"] or {}
