@@ -245,7 +245,7 @@ def _cell_parser() -> _Parser:
     p.add_argument("--classes", help="class names in index order, comma separated")
     p.add_argument("--dev", help="variable with labeled rows: exemplars, offline synthesis, label-model choice")
     p.add_argument("--test", help="variable with labeled rows for the final report only")
-    p.add_argument("-n", type=int, default=10, help="number of programs (default 10)")
+    p.add_argument("-n", type=int, default=10, help="number of programs (default 10; offline: keyword programs, concept and classifier ones come on top)")
     p.add_argument("--model", help="LLM model (default: %%config Alchemist.model)")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: %%config Alchemist.base_url)")
     p.add_argument("--budget", type=float, help="the most this cell may spend, in USD")
@@ -711,7 +711,10 @@ class Alchemist(Magics):
                  if writer_rows is not None else "")
         if offline:
             why = "--offline" if args.offline else f"no LLM endpoint configured (${self.api_key_env} unset)"
-            print(f"{why}: writing up to {args.n} programs with the offline synthesizer from {split}.")
+            if writer_rows is dev and dev is not None:  # its programs are scored on their cross-fitted votes
+                split = f"{len(dev)} labeled dev rows (each program scored on the rows it was not mined from)"
+            print(f"{why}: writing up to {args.n} keyword programs (and concept and classifier programs, with a "
+                  f"sentence encoder) with the offline synthesizer from {split}.")
             writer = OfflineWriter()
         else:
             if split:

@@ -27,6 +27,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 NOTEBOOK = "youtube.ipynb"
 MAGIC = 1  # index of the %%alchemist cell
+# -n counts the offline synthesizer's keyword programs; its concept and classifier programs (at most 5 for two
+# classes) come on top
+EXTRA = 5
 # JupyterLab settings for a quiet, deterministic page: no news or update toasts, every cell in the DOM
 SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
