@@ -74,9 +74,10 @@ def _fmt(value) -> str:
 
 
 def _cell_text(text: str, css: str) -> str:
-    """Escaped text; a program name may break after its underscores (``<wbr>``), nowhere else."""
+    """Escaped text; a program name or a status (``not_above_prior``) may break after its underscores
+    (``<wbr>``), nowhere else."""
     escaped = html.escape(text)
-    return escaped.replace("_", "_<wbr>") if "alc-name" in css.split() else escaped
+    return escaped.replace("_", "_<wbr>") if {"alc-name", "alc-status"} & set(css.split()) else escaped
 
 
 def _table(head: list[tuple[str, str]], rows: list[list[tuple[str, str]]], row_classes=None,

@@ -61,9 +61,9 @@ def test_program_cells_panel_sidebar_edit_and_rerun(notebook):
         assert "unchanged" in notebook.cell(index).locator(".jp-OutputArea").inner_text()
     # the panel (an ipywidget in the magic's output): one matrix row per program, and the cost meter
     panel = notebook.cell(MAGIC)
-    assert panel.locator("table.alchemist-matrix tr:not(.alc-problem)").count() == 1 + sent
-    assert [panel.locator("table.alchemist-matrix tr").nth(i + 1).locator("td").first.inner_text()
-            for i in range(sent)] == names
+    rows = panel.locator("table.alchemist-matrix tr:not(.alc-problem)")
+    assert rows.count() == 1 + sent
+    assert [rows.nth(i + 1).locator("td").first.inner_text() for i in range(sent)] == names
     # the cost meter's wording is the panel's (issue 18): only its substance is checked here
     assert re.search(r"(?is)cost.*spent.*zero-shot.*\$\d+\.\d{4}", panel.inner_text())
 
