@@ -119,7 +119,7 @@ def run_seed(bench, seed: int, encoder, E: dict, *, distill: bool = False, worke
         pred = wb.predict("test", uncovered="prior")
         pipeline_s = time.perf_counter() - start
     res = written.synthesis
-    programs = written.accepted
+    programs = [p for p in written.accepted if not p.provenance.get("unchosen")]  # the chosen set, as before dafc01a
     voted = {int(c) for p in programs for c in votes_for(p)}
     guard = compare_with_baselines(texts_l, y_l, crossfit_predictions(wb.dev_votes(), y_l, k), metric=metric,
                                    embeddings=E["dev"][lab], seed=seed)
