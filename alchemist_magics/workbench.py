@@ -566,7 +566,7 @@ class Workbench:
         """The weak programs (dev accuracy < ``min_accuracy``) fit() leaves out: all of them when
         ``drop_weak`` is True; with "auto", only when 5-fold cross-validation on the dev rows says
         the label model is better without them (see :meth:`fit`)."""
-        from .aggregate.guard import crossval_folds
+        from .aggregate.guard import crossval_predictions
 
         dev = self.datasets["dev"]
         known = np.flatnonzero(dev.labels >= 0)
@@ -592,17 +592,14 @@ class Workbench:
             return {n: w + " (drop_weak=True)" for n, w in why.items()}
         if len(y) < 20 or len(set(y.tolist())) < 2:
             return {}
-        fast = [c for c in ("majority", "weighted_majority", "dawid_skene", "triplet")]
-        k = self.task.cardinality
-        predictions = {"kept": np.full(len(y), -1), "left out": np.full(len(y), -1)}
-        for part in crossval_folds(len(y), self.seed):
-            rest = np.setdiff1d(np.arange(len(y)), part)
+        def leaving_out(rest):  # the weak programs of a fold are found on its other rows
             weak_here = set(weak_on(rest))
-            for policy, columns in (("kept", base), ("left out", [j for j in base if j not in weak_here] or base)):
-                cands = fast if len(columns) >= 3 else fast[:3]
-                chosen = select_label_model(L_train[:, columns], L_dev[rest][:, columns], y[rest], candidates=cands,
-                                            seed=self.seed, metric=metric, cardinality=k, n_boot=500)
-                predictions[policy][part] = chosen.model.predict(L_dev[part][:, columns], uncovered="prior")
+            columns = [j for j in base if j not in weak_here] or base
+            return L_train[:, columns], L_dev[:, columns]
+
+        k = self.task.cardinality
+        predictions = {"kept": crossval_predictions(L_train[:, base], L_dev[:, base], y, metric, k, self.seed),
+                       "left out": crossval_predictions(L_train, L_dev, y, metric, k, self.seed, leaving_out)}
         kept, dropped = (score(y, predictions[p], metric) for p in ("kept", "left out"))
         verdict = f"5-fold cross-validation on the {len(y)} dev rows ({metric}): weak programs kept {kept:.3f}, left out {dropped:.3f}"
         if dropped > kept:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .select import score
+from .select import score, select_label_model
 
 CONFIDENCE_Z = 1.645  # one-sided 95%
 FOLDS = 5
@@ -164,6 +164,26 @@ class GuardReport:
 def crossval_folds(n: int, seed: int = 0, folds: int = FOLDS) -> list[np.ndarray]:
     """The folds every guard uses: a seeded permutation of the rows cut into ``folds`` parts."""
     return [f for f in np.array_split(np.random.default_rng(seed).permutation(n), min(folds, n)) if len(f)]
+
+
+FAST_MODELS = ("majority", "weighted_majority", "dawid_skene", "triplet")  # what a fold's fit chooses from
+
+
+def crossval_predictions(L_train, L_dev, y, metric: str, k: int, seed: int = 0, per_fold=None) -> np.ndarray:
+    """Held-out predictions for the labeled dev rows ``L_dev`` (labels ``y``), the label model chosen
+    as ``Workbench.fit()`` chooses it: in each of the :func:`crossval_folds` it is chosen (by
+    ``metric``, among ``FAST_MODELS``) on the other folds and predicts the held-out one.
+    ``per_fold(rest) -> (L_train, L_dev)`` gives the matrices a fold uses, decided on its other rows
+    ``rest`` only (which programs or votes to leave out); default: the matrices as given."""
+    pred = np.full(len(y), -1)
+    for part in crossval_folds(len(y), seed):
+        rest = np.setdiff1d(np.arange(len(y)), part)
+        T, D = (L_train, L_dev) if per_fold is None else per_fold(rest)
+        cands = FAST_MODELS if T.shape[1] >= 3 else FAST_MODELS[:3]
+        model = select_label_model(T, D[rest], y[rest], candidates=cands, seed=seed, metric=metric,
+                                   cardinality=k, n_boot=500).model
+        pred[part] = model.predict(D[part], uncovered="prior")
+    return pred
 
 
 def baseline_predictions(texts, labels, *, embeddings=None, folds: list[np.ndarray] | None = None,

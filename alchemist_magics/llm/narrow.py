@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..aggregate.guard import crossval_predictions
 from ..programs import Program
 from ..programs.check import find_entry
-
-FAST_MODELS = ("majority", "weighted_majority", "dawid_skene", "triplet")  # what the fold fits choose from
-
 
 @dataclass
 class Choice:
@@ -57,33 +55,17 @@ def mask_classes(L, drop: list[list[int]]):
 
 
 def crossval_score(L_train, L_dev, y, metric: str, k: int, seed: int = 0, narrow: dict | None = None) -> float:
-    """The label model's 5-fold cross-validated ``metric`` on the labeled dev rows (see
-    :func:`crossval_predictions`)."""
+    """The label model's 5-fold cross-validated ``metric`` on the labeled dev rows
+    (``aggregate.guard.crossval_predictions``). With ``narrow`` (``weak_classes``' keyword
+    arguments) each fold drops the classes found weak on its other rows."""
     from ..aggregate.select import score
 
-    return score(y, crossval_predictions(L_train, L_dev, y, metric, k, seed, narrow), metric)
+    def narrowing(rest):
+        drop = weak_classes(L_dev[rest], y[rest], k, **narrow)
+        return mask_classes(L_train, drop), mask_classes(L_dev, drop)
 
-
-def crossval_predictions(L_train, L_dev, y, metric: str, k: int, seed: int = 0, narrow: dict | None = None):
-    """Held-out predictions for the labeled dev rows, the label model chosen as ``fit()`` chooses it:
-    in each of 5 folds it is chosen (by ``metric``) on the other folds and predicts the held-out one.
-    With ``narrow`` (``weak_classes``' keyword arguments) the classes to drop are found on the other
-    folds too."""
-    from ..aggregate import select_label_model
-    from ..aggregate.guard import crossval_folds
-
-    pred = np.full(len(y), -1)
-    for part in crossval_folds(len(y), seed):
-        rest = np.setdiff1d(np.arange(len(y)), part)
-        T, D = L_train, L_dev
-        if narrow is not None:
-            drop = weak_classes(L_dev[rest], y[rest], k, **narrow)
-            T, D = mask_classes(L_train, drop), mask_classes(L_dev, drop)
-        cands = FAST_MODELS if T.shape[1] >= 3 else FAST_MODELS[:3]
-        model = select_label_model(T, D[rest], y[rest], candidates=cands, seed=seed, metric=metric,
-                                   cardinality=k, n_boot=500).model
-        pred[part] = model.predict(D[part], uncovered="prior")
-    return pred
+    return score(y, crossval_predictions(L_train, L_dev, y, metric, k, seed, None if narrow is None else narrowing),
+                 metric)
 
 
 def narrowed_program(program: Program, drop: list[int], classes: list[str]) -> Program:
