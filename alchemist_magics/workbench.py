@@ -101,6 +101,7 @@ class Workbench:
         self.left_out: dict[str, str] = {}  # program -> why fit() left it out of the label model
         self.fit_notes: list[str] = []
         self._fit_names: list[str] | None = None  # the programs the label model uses (None: all)
+        self.narrowed: dict[str, list[int]] = {}  # program -> classes whose votes the label model drops
         self.distilled = None
         self.estimate_usd: float | None = None
         self._zero_shot: dict[str, dict] = {}
@@ -396,6 +397,12 @@ class Workbench:
                              else f"unknown split {split!r}; splits: {list(self.datasets)}")
         return self.results[split].L
 
+    def program_names(self, split: str = "train") -> list[str]:
+        """The programs' names in the column order of ``matrix(split)`` (before apply: the programs')."""
+        if split in self.results:
+            return [r.program.name for r in self.results[split].runs]
+        return [p.name for p in self.programs]
+
     def dev_votes(self, heldout: bool = True) -> np.ndarray:
         """The dev label matrix (every program's column). With ``heldout`` (default), the column of each
         program the offline synthesizer wrote from these dev rows is its cross-fitted votes instead (each
@@ -445,6 +452,13 @@ class Workbench:
                     table.loc[name, "Status"] = "weak"
                 table.loc[name, "Problem"] = "; ".join(x for x in (table.loc[name, "Problem"],
                                                                      f"{why}: left out of the label model") if x)
+        for name, classes in self.narrowed.items():  # the votes fit() drops (narrow)
+            if name in table.index:
+                if table.loc[name, "Status"] == "ok":
+                    table.loc[name, "Status"] = "narrowed"
+                dropped = "/".join(self.task.classes[c] for c in classes)
+                table.loc[name, "Problem"] = "; ".join(x for x in (table.loc[name, "Problem"], (
+                    f"its {dropped} votes are mostly wrong on dev: the label model drops them")) if x)
         return table
 
     # -- flags ----------------------------------------------------------------------------------
@@ -506,7 +520,7 @@ class Workbench:
 
     # -- aggregation ----------------------------------------------------------------------------
     def fit(self, candidates: list[str] | None = None, metric: str = "accuracy", *,
-            keep_flagged: bool = False, drop_weak: bool | str = "auto",
+            keep_flagged: bool = False, drop_weak: bool | str = "auto", narrow: bool | str = "auto",
             min_accuracy: float = 0.7) -> SelectionResult | None:
         """Fit the label model: chosen on dev when dev has labels, else Dawid-Skene unsupervised.
 
@@ -522,13 +536,28 @@ class Workbench:
         on the other folds, the label model is chosen there, and the held-out fold is predicted;
         they are left out only when that scores strictly better (``metric``) than keeping them.
         The test split plays no part. ``fit_notes`` gives both scores.
+
+        ``narrow``: whether the label model drops a program's votes for the classes it gets right
+        significantly less often than ``min_accuracy`` on dev (a small model's ``return "spam" if
+        <cue> else "ham"``: precise spam votes, guessed ham ones) while keeping its other votes; only
+        for programs voting several classes, never all of a program's classes (a program weak on
+        all of them is ``drop_weak``'s). ``"auto"`` (default) decides by 5-fold cross-validation on
+        dev as ``drop_weak`` does, each fold finding the weak classes on its other rows; ``narrowed``
+        maps each program to the classes dropped, ``fit_notes`` says it. The programs stay as written.
         """
-        names = self._program_names("train")
+        names = self.program_names("train")
         self.left_out = {}
+        self.narrowed = {}
         self.fit_notes = []
         if "train" in self.results and not self.stored:
             flags = self.flags()
             if len(flags) and not keep_flagged:
+                # every program flagged: the offline writer's chosen set stays (not its passed-over ones)
+                passed_over = flags["Flag"] == "not_chosen"
+                chosen = len(flags) == len(names) and passed_over.any() and not passed_over.all()
+                if chosen:
+                    flags = flags[passed_over]
+                    self.fit_notes.append("every chosen program is flagged (see flags()): they are kept")
                 if len(flags) < len(names):
                     self.left_out = {n: f"{flags.loc[n, 'Flag']}: {flags.loc[n, 'Reason']}" for n in flags.index}
                     by_why: dict[str, list[str]] = {}  # one reason once, with the programs it covers
@@ -542,11 +571,13 @@ class Workbench:
             elif len(flags):
                 self.fit_notes.append(f"{len(flags)} flagged programs kept (keep_flagged=True): " + ", ".join(flags.index))
         dev = self.datasets.get("dev")
-        if (drop_weak and not keep_flagged and "dev" in self.results and not self.stored
-                and dev is not None and dev.has_labels):
+        judged = not keep_flagged and "dev" in self.results and not self.stored and dev is not None and dev.has_labels
+        if narrow and judged:
+            self.narrowed = self._classes_to_narrow(names, narrow, min_accuracy, metric)
+        if drop_weak and judged:
             for name, why in self._weak_to_leave_out(names, drop_weak, min_accuracy, metric).items():
                 self.left_out[name] = why
-        self._fit_names = [n for n in names if n not in self.left_out] if self.left_out else None
+        self._fit_names = [n for n in names if n not in self.left_out] if self.left_out or self.narrowed else None
         L = self._votes("train")
         if dev is not None and dev.has_labels:
             known = dev.labels >= 0
@@ -559,7 +590,8 @@ class Workbench:
             self.selection = None
             self.label_model = DawidSkene(cardinality=self.task.cardinality, seed=self.seed).fit(L)
         if self._fit_names is not None:  # still reads a full matrix(split), as before any program was left out
-            self.label_model = ProgramSubset(self.label_model, [names.index(n) for n in self._fit_names], len(names))
+            self.label_model = ProgramSubset(self.label_model, [names.index(n) for n in self._fit_names], len(names),
+                                             [self.narrowed.get(n, []) for n in self._fit_names])
         return self.selection
 
     def _weak_to_leave_out(self, names: list[str], drop_weak, min_accuracy: float, metric: str) -> dict[str, str]:
@@ -568,11 +600,7 @@ class Workbench:
         the label model is better without them (see :meth:`fit`)."""
         from .aggregate.guard import crossval_predictions
 
-        dev = self.datasets["dev"]
-        known = np.flatnonzero(dev.labels >= 0)
-        y = dev.labels[known]
-        L_train, L_dev = self.matrix("train"), self.dev_votes()[known]
-        base = [j for j, n in enumerate(names) if n not in self.left_out]
+        y, L_train, L_dev, base = self._judged(names)
 
         def weak_on(rows) -> list[int]:
             out = []
@@ -608,17 +636,69 @@ class Workbench:
         self.fit_notes.append(f"weak programs kept ({', '.join(why)}): {verdict}")
         return {}
 
+    def _judged(self, names: list[str]):
+        """What fit()'s cross-validated choices judge: the dev labels, the train matrix and the dev
+        votes (cross-fitted where written from dev) with the narrowed votes dropped, and the columns
+        not left out."""
+        from .aggregate.guard import mask_classes
+
+        dev = self.datasets["dev"]
+        known = np.flatnonzero(dev.labels >= 0)
+        drop = [self.narrowed.get(n, []) for n in names]
+        base = [j for j, n in enumerate(names) if n not in self.left_out]
+        return (dev.labels[known], mask_classes(self.matrix("train"), drop), mask_classes(self.dev_votes()[known], drop),
+                base)
+
+    def _classes_to_narrow(self, names: list[str], narrow, min_accuracy: float, metric: str) -> dict[str, list[int]]:
+        """The votes fit() drops per program (see its ``narrow``): ``{name: classes}``."""
+        from .aggregate.guard import crossval_predictions, mask_classes, weak_classes
+
+        y, L_train, L_dev, base = self._judged(names)
+        T, D, k = L_train[:, base], L_dev[:, base], self.task.cardinality
+        voted = [set(np.unique(T[:, j]).tolist()) - {-1} for j in range(T.shape[1])]
+
+        def narrowable(rows) -> list[list[int]]:  # a strict part of the classes a program votes
+            return [c if set(c) < voted[j] else [] for j, c in enumerate(weak_classes(D[rows], y[rows], k, min_accuracy))]
+
+        drop = narrowable(np.arange(len(y)))
+        found = {names[base[j]]: c for j, c in enumerate(drop) if c}
+        if not found:
+            return {}
+        listing = ", ".join(f"{n} ({'/'.join(self.task.classes[c] for c in cs)})" for n, cs in found.items())
+        if narrow is True:
+            self.fit_notes.append(f"votes dropped (narrow=True): {listing}")
+            return found
+        if len(y) < 20 or len(set(y.tolist())) < 2:
+            return {}
+
+        def narrowing(rest):  # a fold's weak classes are found on its other rows
+            d = narrowable(rest)
+            return mask_classes(T, d), mask_classes(D, d)
+
+        as_written = score(y, crossval_predictions(T, D, y, metric, k, self.seed), metric)
+        narrowed = score(y, crossval_predictions(T, D, y, metric, k, self.seed, narrowing), metric)
+        verdict = (f"5-fold cross-validation on the {len(y)} dev rows ({metric}): as written {as_written:.3f}, "
+                   f"narrowed {narrowed:.3f}")
+        if narrowed > as_written:
+            self.fit_notes.append(f"votes dropped for classes a program gets mostly wrong on dev: {listing}: {verdict}")
+            return found
+        self.fit_notes.append(f"votes kept as written ({listing} mostly wrong on dev): {verdict}")
+        return {}
+
     def _votes(self, split: str, heldout: bool = False) -> np.ndarray:
         """The label matrix of a split restricted to the programs the label model uses (dev with
         ``heldout``: :meth:`dev_votes`)."""
         L = self.dev_votes() if heldout and split == "dev" else self.matrix(split)
         if self._fit_names is None or split in self.stored:
             return L
-        names = self._program_names(split)
+        from .aggregate.guard import mask_classes
+
+        names = self.program_names(split)
         missing = [n for n in self._fit_names if n not in names]
         if missing:
             raise ValueError(f"the programs changed since fit() ({', '.join(missing)} gone): call .fit() again")
-        return L[:, [names.index(n) for n in self._fit_names]]
+        return mask_classes(L[:, [names.index(n) for n in self._fit_names]],
+                            [self.narrowed.get(n, []) for n in self._fit_names])
 
     def predict_proba(self, split: str = "train") -> np.ndarray:
         """Probabilistic labels for a split from the fitted label model."""
@@ -640,7 +720,7 @@ class Workbench:
         frame["confidence"] = proba.max(axis=1)
         frame["covered"] = covered(self._votes(split))
         if votes:
-            for j, name in enumerate(self._program_names(split)):
+            for j, name in enumerate(self.program_names(split)):
                 frame[f"vote:{name}"] = self._class_names(self.matrix(split)[:, j])
         return frame
 
@@ -661,7 +741,7 @@ class Workbench:
             raise ValueError(f"unknown kind {kind!r}; kinds: {list(kinds)}")
         split = split or ("dev" if kind == "wrong" else "train")
         ds = self._split(split, labeled=kind == "wrong")
-        names = self._program_names(split)
+        names = self.program_names(split)
         if name not in names:
             raise KeyError(f"no program named {name!r}; programs: {names}")
         j, L = names.index(name), self.matrix(split)
@@ -778,7 +858,7 @@ class Workbench:
         if dev is None or not dev.has_labels:
             raise ValueError("repair with the LLM shows it wrong dev rows: give the workbench labeled dev rows")
         weak = self.weak_programs() if weak is None else weak
-        names = self._program_names("dev")
+        names = self.program_names("dev")
         requests = []
         for program, stats, _ in weak:
             j = names.index(program.name)
@@ -786,7 +866,7 @@ class Workbench:
             codes = run.codes if run.codes is not None else self.matrix("dev")[:, j]
             evidence = repair_evidence(dev.texts, dev.labels, codes, self.task.classes, message=self._message(run, "dev"),
                                        seed=self.seed)
-            train_run = self.results["train"].runs[self._program_names("train").index(program.name)]
+            train_run = self.results["train"].runs[self.program_names("train").index(program.name)]
             if not evidence["errors"] and train_run.codes is not None and (np.asarray(train_run.codes) < -1).any():
                 train = self.datasets["train"]
                 message = self._message(train_run, "train")
@@ -943,11 +1023,6 @@ class Workbench:
         columns = self.datasets["train"].input_columns
         return columns[0] if len(columns) == 1 else "text"
 
-    def _program_names(self, split: str) -> list[str]:
-        if split in self.results:
-            return [r.program.name for r in self.results[split].runs]
-        return [p.name for p in self.programs]
-
     def _class_names(self, codes) -> list:
         return [self.task.classes[int(c)] if 0 <= int(c) < len(self.task.classes) else None for c in codes]
 
@@ -971,16 +1046,21 @@ class Workbench:
 
 
 class ProgramSubset:
-    """A fitted label model that uses some of the programs: given a full label matrix (every
-    program's column, e.g. ``Workbench.matrix(split)``) it reads only its programs' columns; a
-    matrix of just those columns is used as it is. Everything else is the model's."""
+    """A fitted label model that uses some of the programs (and of their votes): given a full label
+    matrix (every program's column, e.g. ``Workbench.matrix(split)``) it reads only its programs'
+    columns; a matrix of just those columns is used as it is. ``drop[j]``: the classes whose votes
+    its j-th program abstains on (fit's ``narrow``). Everything else is the model's."""
 
-    def __init__(self, model, columns: list[int], n_programs: int):
+    def __init__(self, model, columns: list[int], n_programs: int, drop: list[list[int]] | None = None):
         self.model, self.columns, self.n_programs = model, list(columns), n_programs
+        self.drop = drop or [[] for _ in self.columns]
 
     def _columns_of(self, L):
+        from .aggregate.guard import mask_classes
+
         L = np.asarray(L)
-        return L[:, self.columns] if L.ndim == 2 and L.shape[1] == self.n_programs else L
+        L = L[:, self.columns] if L.ndim == 2 and L.shape[1] == self.n_programs else L
+        return mask_classes(L, self.drop) if any(self.drop) else L
 
     def predict_proba(self, L):
         return self.model.predict_proba(self._columns_of(L))

@@ -14,11 +14,11 @@ the plain Python API with the client's *defaults* (no model name, no key, no con
 or max_tokens settings): generate_programs -> Workbench.add (check + smoke test over every train
 row) -> apply -> flags (silent, duplicate by output, not above chance, inverted: left out by
 fit()) -> fit -> evaluate, then one LLM repair round (Workbench.repair: the prompt quotes the
-program's exceptions and failing rows), then per-class narrowing (``llm.narrow``: a program's
-votes for a class it gets mostly wrong on dev are dropped, when 5-fold cross-validation on dev
-prefers it), and, for comparison, the offline synthesizer alone (``synth.OfflineWriter`` through
+program's exceptions and failing rows), then per-class narrowing (``Workbench.fit(narrow="auto")``:
+the label model drops a program's votes for a class it gets mostly wrong on dev, when 5-fold
+cross-validation on dev prefers it), and, for comparison, the offline synthesizer alone (``synth.OfflineWriter`` through
 ``Workbench.write``, ``n`` programs from the dev rows), LLM + synthesizer (the LLM's
-programs kept only when cross-validation on dev prefers them: ``llm.narrow.join_if_better``) and
+programs kept only when cross-validation on dev prefers them: ``llm.join.join_if_better``) and
 TF-IDF + logistic regression trained on the same labeled (dev) rows. Every set is fitted and
 scored by its metric (``METRIC``: youtube accuracy, sms spam F1); no choice sees the test rows.
 ``--seeds 0,1,2`` repeats it per seed (exemplars, sample numbers and workbench seed) and prints
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from alchemist_magics import TaskSpec, Workbench  # noqa: E402
 from alchemist_magics.data import load_wrench  # noqa: E402
 from alchemist_magics.llm import CostMeter, LLMClient, generate_programs, select_exemplars  # noqa: E402
-from alchemist_magics.llm.narrow import join_if_better, narrow_programs  # noqa: E402
+from alchemist_magics.llm.join import join_if_better  # noqa: E402
 
 DATA = Path(os.environ.get("ALCHEMIST_DATA", ROOT.parent / "shared" / "data"))
 TASKS = {
@@ -121,25 +121,25 @@ def server_tokens(log: Path | None) -> tuple[int, int] | None:
     return len(found), sum(found)
 
 
-def scores(wb: Workbench, metric: str = "accuracy") -> dict:
-    """Test scores with the defaults: fit() (label model chosen on dev by ``metric``) leaves the
-    flagged programs out (and says which)."""
-    wb.fit(metric=metric)
+def scores(wb: Workbench, metric: str = "accuracy", **fit) -> dict:
+    """Test scores with the defaults (or ``fit``'s options): fit() (label model chosen on dev by
+    ``metric``) leaves the flagged programs out and narrows votes (and says which)."""
+    wb.fit(metric=metric, **fit)
     acc = wb.scores("test", "accuracy")
     f1 = wb.scores("test", "f1")
     return {"accuracy": round(acc["label_model"], 4), "f1": round(f1["label_model"], 4),
             "majority_accuracy": round(acc["majority_vote"], 4), "majority_f1": round(f1["majority_vote"], 4),
             "coverage": round(acc["coverage"], 4), "model": wb.model_name, "programs": len(wb.programs),
             "used": len(wb.programs) - len(wb.left_out), "left_out": dict(wb.left_out), "fit_notes": list(wb.fit_notes),
-            "drop_weak_false": _weak_kept(wb, metric)}
+            "drop_weak_false": _weak_kept(wb, metric, **fit)}
 
 
-def _weak_kept(wb: Workbench, metric: str) -> dict:
+def _weak_kept(wb: Workbench, metric: str, **fit) -> dict:
     """The same fit with every weak program kept (drop_weak=False), for comparison only."""
-    wb.fit(metric=metric, drop_weak=False)
+    wb.fit(metric=metric, drop_weak=False, **fit)
     out = {"accuracy": round(wb.scores("test", "accuracy")["label_model"], 4),
            "f1": round(wb.scores("test", "f1")["label_model"], 4)}
-    wb.fit(metric=metric)
+    wb.fit(metric=metric, **fit)
     return out
 
 
@@ -197,7 +197,7 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     out["programs_kept"] = len(added)
     wb.apply(progress=False)
     out["flags"] = flag_list(wb)
-    out["llm_only_before_repair"] = scores(wb, metric) if wb.programs else None
+    out["llm_only_before_repair"] = scores(wb, metric, narrow=False) if wb.programs else None
     out["llm_only_before_repair_keep_flagged"] = None
     if wb.programs:
         wb.fit(metric=metric, keep_flagged=True)
@@ -226,10 +226,10 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
         out["repair_error"] = f"{type(error).__name__}: {error}"
     out["repair_s"] = round(time.monotonic() - t1, 1)
     if wb.programs:
-        out["llm_only_as_written"] = scores(wb, metric)  # after checks, flags and one repair round
-        # then per-class narrowing, when 5-fold cross-validation on dev prefers it
-        out["narrowing"] = vars(narrow_programs(wb, metric=metric))
+        out["llm_only_as_written"] = scores(wb, metric, narrow=False)  # after checks, flags and one repair round
+    # the defaults: per-class narrowing too, when 5-fold cross-validation on dev prefers it
     out["llm_only"] = scores(wb, metric) if wb.programs else None  # checks, flags, repair, narrowing
+    out["narrowed"] = {n: [task.classes[c] for c in cs] for n, cs in wb.narrowed.items()}
     out["llm_programs"] = [p.name for p in wb.programs]
     out.update(synth_arms(name, list(wb.programs), n, seed, root))
     # A re-run of the same generation is served from the cache: no request at all.
@@ -263,7 +263,7 @@ def synth_arms(name: str, llm_programs: list, n: int, seed: int, root: Path) -> 
     wb_b.write(OfflineWriter(cache_dir=embeddings, metric=metric), n)
     wb_b.add_all(llm_programs)
     wb_b.apply(progress=False)
-    out["llm_plus_synth_all"] = scores(wb_b, metric)
+    out["llm_plus_synth_all"] = scores(wb_b, metric)  # join_if_better compares what this fit used
     out["join"] = vars(join_if_better(wb_b, [p.name for p in llm_programs], metric))
     out["llm_plus_synth"] = scores(wb_b, metric)
     out["tfidf_lr_dev_rows"] = tfidf_baseline(dev, test)
@@ -279,8 +279,8 @@ def recombine(previous: Path, name: str, seed: int, n: int, root: Path) -> dict:
     rows = json.loads((previous / "result.json").read_text())["datasets"][name]
     row = next(r for r in (rows if isinstance(rows, list) else [rows]) if r["seed"] == seed)
     stored = {p.name: p for p in ProgramStore(TASKS[name].name, previous / "wb" / f"{name}-llm-{seed}").load()}
-    kept = row.get("llm_programs") or [p for p in stored if p not in row.get("narrowing", {}).get("disabled", [])]
-    return {**row, "recombined_from": str(previous), **synth_arms(name, [stored[p] for p in kept], n, seed, root)}
+    return {**row, "recombined_from": str(previous),
+            **synth_arms(name, [stored[p] for p in row["llm_programs"]], n, seed, root)}
 
 
 def summarize(rows: list[dict], metric: str) -> dict:

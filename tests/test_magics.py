@@ -87,11 +87,16 @@ def test_offline_path_end_to_end(ip, offline):
     assert "%%alchemist_program spam " + names[0] in out  # the program cells are in the output
     table = session.panel.analysis
     assert list(table.index) == names
-    assert (table["Status"] == "ok").all() and (table["Coverage"] > 0).all()
+    # ok, or written but passed over by the set choice (the classifier alone unless a set beats it
+    # with 95 % bootstrap confidence: on 20 scoring rows of separable toy data nothing can)
+    assert set(table["Status"]) <= {"ok", "not_chosen"} and (table["Status"] == "ok").any()
+    assert (table["Coverage"] > 0).all()
+    passed_over = int((table["Status"] == "not_chosen").sum())
+    unchosen = f" ({passed_over} not chosen)" if passed_over else ""
     # the toy data are separable by their class words: the label model is near perfect on dev
     assert session.panel.scores.loc[session.panel.chosen].iloc[0] >= 0.9
     assert repr(session.panel) == (f"Panel(task='spam', programs={len(names)}, label_model={session.panel.chosen!r}, "
-                                   f"status='{len(names)} programs, 0 rejected; label model {session.panel.chosen}')")
+                                   f"status='{len(names)} programs{unchosen}, 0 rejected; label model {session.panel.chosen}')")
     assert "background" in session.panel._repr_html_() and "zero-shot" in session.panel._repr_html_()
 
 

@@ -167,6 +167,38 @@ def crossval_folds(n: int, seed: int = 0, folds: int = FOLDS) -> list[np.ndarray
 
 
 FAST_MODELS = ("majority", "weighted_majority", "dawid_skene", "triplet")  # what a fold's fit chooses from
+N_BOOT = 2000  # paired bootstrap resamples of the labeled rows behind every "better with confidence"
+
+
+def bootstrap_share(y, pred_a, pred_b, metric: str, n_boot: int = N_BOOT, seed: int = 0) -> float:
+    """The share of ``n_boot`` paired bootstrap resamples of the labeled rows on which predictions
+    ``pred_a`` score strictly higher (``metric``) than ``pred_b``: a one-sided test of "a is better",
+    passed at ``confidence`` when the share is at least that. A few points on 100 rows are noise."""
+    from .select import scores_batch
+
+    y, a, b = np.asarray(y), np.asarray(pred_a), np.asarray(pred_b)
+    boot = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))
+    return float((scores_batch(y[boot], a[boot], metric) > scores_batch(y[boot], b[boot], metric)).mean())
+
+
+def weak_classes(votes, y, k: int, min_accuracy: float = 0.7, confidence: float = 0.95) -> list[list[int]]:
+    """For each column of ``votes`` (labeled rows x programs), the classes whose votes are right
+    significantly less often than ``min_accuracy`` (one-sided binomial test at ``1 - confidence``)."""
+    from scipy.stats import binom
+
+    votes, y = np.asarray(votes), np.asarray(y)
+    return [[c for c in range(k) if (col == c).any()
+             and binom.cdf(int(((col == c) & (y == c)).sum()), int((col == c).sum()), min_accuracy) < 1 - confidence]
+            for col in votes.T]
+
+
+def mask_classes(L, drop: list[list[int]]):
+    """``L`` with column j's votes for the classes in ``drop[j]`` turned into abstains."""
+    L = np.array(L, copy=True)
+    for j, classes in enumerate(drop):
+        if classes:
+            L[np.isin(L[:, j], classes), j] = -1
+    return L
 
 
 def crossval_predictions(L_train, L_dev, y, metric: str, k: int, seed: int = 0, per_fold=None) -> np.ndarray:

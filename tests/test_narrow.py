@@ -1,13 +1,13 @@
-"""Per-class narrowing and the LLM + synthesizer choice (llm.narrow): both decided by 5-fold
-cross-validation on the labeled dev rows, and what they change is visible (children, disabled parents)."""
+"""Per-class narrowing (``Workbench.fit(narrow="auto")``) and the LLM + synthesizer choice
+(``llm.join.join_if_better``): both decided by 5-fold cross-validation on the labeled dev rows, and what
+they change is visible (``narrowed``, fit notes, disabled programs)."""
 import numpy as np
 import pandas as pd
-import pytest
 
 from alchemist_magics import TaskSpec, Workbench, from_dataframe
-from alchemist_magics.llm.narrow import (crossval_score, join_if_better, mask_classes, narrow_programs,
-                                         narrowed_program, weak_classes)
-from alchemist_magics.programs import LabelSpace, Program, apply_programs, check_program
+from alchemist_magics.aggregate.guard import bootstrap_share, mask_classes, weak_classes
+from alchemist_magics.llm.join import join_if_better
+from alchemist_magics.programs import Program
 
 TASK = TaskSpec("toy", "spam or ham", ["ham", "spam"])
 
@@ -51,54 +51,51 @@ def test_weak_classes_finds_the_guessing_branch_only():
     assert masked[:, 0].tolist() == [1] * 10 + [-1] * 50 and (masked[:, 1:] == votes[:, 1:]).all()
 
 
-def test_narrowed_program_abstains_on_the_dropped_class_by_index_or_name():
-    child = narrowed_program(FREE_ELSE_HAM, [0], ["ham", "spam"])
-    assert check_program(child.source).ok and check_program(child.source).entry == "free_else_ham_not_ham"
-    assert child.provenance["parent"] == FREE_ELSE_HAM.id and child.provenance["narrowed"] == ["ham"]
-    texts = ["free cash", "nice song"]
-    assert apply_programs([child], texts, LabelSpace(TASK.classes), progress=False).L[:, 0].tolist() == [1, -1]
-    named = narrowed_program(Program('def f(t):\n    return "Spam" if "x" in t else "HAM "\n'), [0, 1], ["ham", "spam"])
-    assert apply_programs([named], texts, LabelSpace(TASK.classes), progress=False).L[:, 0].tolist() == [-1, -1]
-
-
-def test_narrow_programs_keeps_the_precise_votes_when_cross_validation_prefers_it(tmp_path):
+def test_fit_drops_the_guessing_votes_when_cross_validation_prefers_it(tmp_path):
     wb = _bench(tmp_path, [FREE_ELSE_HAM, SONG, LOVE, SUBSCRIBE])
-    before = wb.matrix("test")[:, 0].copy()
-    choice = narrow_programs(wb)
-    assert choice.chosen == "narrowed", choice.note
-    assert choice.scores["narrowed"] > choice.scores["as written"]
-    assert choice.added == ["free_else_ham_not_ham"] and choice.disabled == ["free_else_ham"]
-    assert "free_else_ham" in wb.disabled and "5-fold cross-validation on the 200 dev rows" in choice.note
-    child = wb._program_names("test").index("free_else_ham_not_ham")
-    assert wb.matrix("test")[:, child].tolist() == np.where(before == 0, -1, before).tolist()
-    # its spam votes stay: the narrowed set is right wherever it votes spam
+    wb.fit(narrow=False)
+    as_written = wb.scores("test")["label_model"]
     wb.fit()
-    assert wb.scores("test")["label_model"] > 0.9
+    assert wb.narrowed == {"free_else_ham": [0]}, wb.fit_notes
+    note = next(n for n in wb.fit_notes if n.startswith("votes dropped"))
+    assert "free_else_ham (ham)" in note and "5-fold cross-validation on the 200 dev rows" in note
+    assert wb.scores("test")["label_model"] > max(0.9, as_written)
+    # the program is unchanged; its ham votes are dropped wherever the label model reads it
+    j = wb.program_names("test").index("free_else_ham")
+    assert (wb.matrix("test")[:, j] == 0).any() and "free_else_ham" not in wb.disabled
+    assert (wb.label_model.predict(wb.matrix("test")) == wb.predict("test")).all()
+    wb.fit(narrow=True)
+    assert wb.narrowed == {"free_else_ham": [0]} and any("narrow=True" in n for n in wb.fit_notes)
 
 
-def test_narrow_programs_changes_nothing_without_a_weak_class(tmp_path):
+def test_fit_narrows_nothing_without_a_weak_class_and_never_all_of_a_programs_classes(tmp_path):
     wb = _bench(tmp_path, [SONG, LOVE, SUBSCRIBE])
-    choice = narrow_programs(wb)
-    assert choice.chosen == "as written" and not choice.added and not wb.disabled
-    assert "no program has a class it votes mostly wrongly" in choice.note
+    wb.fit()
+    assert wb.narrowed == {} and not any("votes" in n for n in wb.fit_notes)
+    spam_if_love = Program('def spam_if_love(text):\n    return 1 if "love" in text else -1\n')  # wrong wherever it votes
+    wb = _bench(tmp_path / "b", [SONG, SUBSCRIBE, FREE_ELSE_HAM, spam_if_love])
+    wb.fit()
+    assert "spam_if_love" not in wb.narrowed  # one class, all weak: drop_weak's, not narrowing's
+
+
+def test_bootstrap_share_is_one_sided_and_paired():
+    y = np.array([0, 1] * 50)
+    better, worse = y.copy(), np.where(np.arange(100) % 5 == 0, 1 - y, y)
+    assert bootstrap_share(y, better, worse, "accuracy") == 1.0
+    assert bootstrap_share(y, worse, better, "accuracy") == 0.0
+    assert bootstrap_share(y, better, better, "accuracy") == 0.0  # ties are not "better"
 
 
 def test_join_if_better_keeps_programs_that_help_and_sets_aside_those_that_do_not(tmp_path):
     helps = _bench(tmp_path / "a", [SONG, LOVE, SUBSCRIBE, FREE_ELSE_HAM])
+    helps.fit()
     choice = join_if_better(helps, ["subscribe"])
     assert choice.chosen == "with" and choice.scores["with"] > choice.scores["without"] and not helps.disabled
     assert choice.scores["bootstrap_share"] >= 0.95 and "bootstrap resamples (needs 95%)" in choice.note
     hurts = _bench(tmp_path / "b", [SONG, LOVE, SUBSCRIBE, Program('def free(text):\n    return 1 if "free" in text else -1\n'),
                                     FREE_ELSE_HAM])
+    hurts.fit()
     choice = join_if_better(hurts, ["free_else_ham"])
     assert choice.chosen == "without", choice.note
     assert choice.disabled == ["free_else_ham"] and "free_else_ham" in hurts.disabled
-    assert "free_else_ham" not in hurts._program_names("train")
-
-
-def test_crossval_score_is_the_fit_choice_on_held_out_folds():
-    y = np.array([0, 1] * 20)
-    noisy = np.where(np.arange(40) % 4 == 0, 1 - y, y)
-    L = np.stack([y, y, noisy], axis=1)
-    assert crossval_score(L, L, y, "accuracy", 2) == pytest.approx(1.0)
-    assert crossval_score(L[:, 2:], L[:, 2:], y, "accuracy", 2) == pytest.approx(0.75)
+    assert "free_else_ham" not in hurts.program_names("train")
