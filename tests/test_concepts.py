@@ -202,3 +202,28 @@ def test_nearest_program_abstains_below_its_margin():
     assert stats["crossfit_fired"] == int((res.heldout_votes[:, j] >= 0).sum()) < 90
     L = apply_programs(res.programs, res.concepts.dataset(test).inputs(), LabelSpace(TASK.classes), progress=False).L
     assert 0.2 < (L[:, j] == -1).mean() < 0.8  # abstains on about half of the rows
+
+
+def test_another_set_replaces_the_classifier_only_with_bootstrap_confidence():
+    from alchemist_magics.synth.concepts import choose_program_set
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 100)
+    clf = np.where(rng.random(100) < 0.7, y, 1 - y)  # the classifier: right ~70%
+    clf[:10], clf[10:20] = 1 - y[:10], y[10:20]
+    programs = [Program(f"def k{i}(x):\n    return -1\n", provenance={"stats": {"kind": "word"}}) for i in range(3)]
+    programs.append(Program("def clf(x):\n    return 0\n", provenance={"stats": {"kind": "classifier"}}))
+    # three keyword programs voting as the classifier but for 6 rows more right and 3 more wrong: better
+    # by a luck-sized margin (+3 rows of 100)
+    row = clf.copy()
+    row[:6], row[10:13] = y[:6], 1 - y[10:13]
+    slightly = np.stack([row] * 3, axis=1)
+    _, _, point = choose_program_set(programs, np.hstack([slightly, clf[:, None]]), y, 2, "accuracy", confidence=0)
+    _, _, choice = choose_program_set(programs, np.hstack([slightly, clf[:, None]]), y, 2, "accuracy")
+    assert point["name"] != "classifier only" and point["score"] > choice["score"]
+    assert choice["name"] == "classifier only"
+    assert choice["versus_classifier"]["share"] < 0.95 and choice["versus_classifier"]["best"] == point["name"]
+    # keyword programs right on every row they vote, voting on most rows: clearly better, chosen
+    clearly = np.stack([np.where(rng.random(100) < 0.8, y, -1) for _ in range(3)], axis=1)
+    _, _, choice = choose_program_set(programs, np.hstack([clearly, clf[:, None]]), y, 2, "accuracy")
+    assert choice["name"] != "classifier only" and choice["versus_classifier"]["share"] >= 0.95

