@@ -569,7 +569,7 @@ def _masked_nearest(programs: list[Program], heldout: np.ndarray, q: float) -> n
 
 
 def choose_program_set(programs: list[Program], heldout: np.ndarray, y, k: int, metric: str, sets: dict | None = None,
-                       abstain=NEAREST_ABSTAIN, *, confidence: float = SET_CONFIDENCE, seed: int = 0):
+                       abstain=NEAREST_ABSTAIN, *, confidence: float | None = None, seed: int = 0):
     """The candidate set (``PROGRAM_SETS``) and the nearest rules' abstain share (``abstain``: the share
     of the unlabeled rows with the smallest leads) with the best cross-fitted majority vote on the labeled
     rows. An always-voting nearest-profile program helps where classes are balanced and hurts where
@@ -585,6 +585,7 @@ def choose_program_set(programs: list[Program], heldout: np.ndarray, y, k: int, 
     from ..aggregate.guard import bootstrap_share, crossfit_predictions
     from ..aggregate.select import score
 
+    confidence = SET_CONFIDENCE if confidence is None else confidence
     groups = np.array([program_group(p) for p in programs])
     scores, masks, preds = {}, {}, {}
     sets = PROGRAM_SETS if sets is None else sets
