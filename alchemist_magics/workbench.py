@@ -600,7 +600,7 @@ class Workbench:
         the label model is better without them (see :meth:`fit`)."""
         from .aggregate.guard import crossval_predictions
 
-        y, L_train, L_dev, base = self._judged(names)
+        y, L_train, L_dev, base = self.judged_votes()
 
         def weak_on(rows) -> list[int]:
             out = []
@@ -636,14 +636,15 @@ class Workbench:
         self.fit_notes.append(f"weak programs kept ({', '.join(why)}): {verdict}")
         return {}
 
-    def _judged(self, names: list[str]):
-        """What fit()'s cross-validated choices judge: the dev labels, the train matrix and the dev
-        votes (cross-fitted where written from dev) with the narrowed votes dropped, and the columns
-        not left out."""
+    def judged_votes(self):
+        """What fit()'s cross-validated choices judge (and ``llm.join`` compares after a fit): the
+        labeled dev rows' labels, the train matrix and the dev votes (cross-fitted where written from
+        dev) with the narrowed votes dropped, every program's column, and the columns not left out."""
         from .aggregate.guard import mask_classes
 
         dev = self.datasets["dev"]
         known = np.flatnonzero(dev.labels >= 0)
+        names = self.program_names("train")
         drop = [self.narrowed.get(n, []) for n in names]
         base = [j for j, n in enumerate(names) if n not in self.left_out]
         return (dev.labels[known], mask_classes(self.matrix("train"), drop), mask_classes(self.dev_votes()[known], drop),
@@ -653,7 +654,7 @@ class Workbench:
         """The votes fit() drops per program (see its ``narrow``): ``{name: classes}``."""
         from .aggregate.guard import crossval_predictions, mask_classes, weak_classes
 
-        y, L_train, L_dev, base = self._judged(names)
+        y, L_train, L_dev, base = self.judged_votes()
         T, D, k = L_train[:, base], L_dev[:, base], self.task.cardinality
         voted = [set(np.unique(T[:, j]).tolist()) - {-1} for j in range(T.shape[1])]
 
@@ -1048,8 +1049,8 @@ class Workbench:
 class ProgramSubset:
     """A fitted label model that uses some of the programs (and of their votes): given a full label
     matrix (every program's column, e.g. ``Workbench.matrix(split)``) it reads only its programs'
-    columns; a matrix of just those columns is used as it is. ``drop[j]``: the classes whose votes
-    its j-th program abstains on (fit's ``narrow``). Everything else is the model's."""
+    columns, its j-th program abstaining on the classes in ``drop[j]`` (fit's ``narrow``); a matrix
+    of just those columns is used as it is. Everything else is the model's."""
 
     def __init__(self, model, columns: list[int], n_programs: int, drop: list[list[int]] | None = None):
         self.model, self.columns, self.n_programs = model, list(columns), n_programs
@@ -1059,8 +1060,9 @@ class ProgramSubset:
         from .aggregate.guard import mask_classes
 
         L = np.asarray(L)
-        L = L[:, self.columns] if L.ndim == 2 and L.shape[1] == self.n_programs else L
-        return mask_classes(L, self.drop) if any(self.drop) else L
+        if L.ndim != 2 or L.shape[1] != self.n_programs:
+            return L  # its programs' columns already (Workbench._votes: narrowed votes dropped)
+        return mask_classes(L[:, self.columns], self.drop) if any(self.drop) else L[:, self.columns]
 
     def predict_proba(self, L):
         return self.model.predict_proba(self._columns_of(L))

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..aggregate.guard import bootstrap_share, crossval_predictions, mask_classes
+from ..aggregate.guard import N_BOOT, bootstrap_share, crossval_predictions
 from ..aggregate.select import score
 
 
@@ -24,20 +22,8 @@ class Choice:
     note: str = ""
 
 
-def _fit_inputs(wb):
-    """The columns the last fit() used, as it used them (train votes, dev votes cross-fitted where
-    written from dev, the narrowed votes dropped), the dev labels and the columns' names."""
-    dev = wb.datasets["dev"]
-    known = np.flatnonzero(dev.labels >= 0)
-    names = wb.program_names("train")
-    cols = [j for j, n in enumerate(names) if n not in wb.left_out]
-    drop = [wb.narrowed.get(names[j], []) for j in cols]
-    return (mask_classes(wb.matrix("train")[:, cols], drop), mask_classes(wb.dev_votes()[known][:, cols], drop),
-            dev.labels[known], [names[j] for j in cols])
-
-
 def join_if_better(wb, names: list[str], metric: str = "accuracy", *, confidence: float = 0.95,
-                   n_boot: int = 2000) -> Choice:
+                   n_boot: int = N_BOOT) -> Choice:
     """Keep the programs ``names`` (e.g. the LLM's) beside the workbench's others (e.g. the offline
     synthesizer's) only when their 5-fold cross-validated predictions on the dev rows score better
     with them in at least ``confidence`` of ``n_boot`` paired bootstrap resamples of those rows
@@ -46,7 +32,8 @@ def join_if_better(wb, names: list[str], metric: str = "accuracy", *, confidence
     and narrowed votes are that fit's."""
     if wb.label_model is None:
         raise ValueError("join_if_better compares what fit() uses: call wb.fit() first")
-    T, D, y, cols = _fit_inputs(wb)
+    y, T, D, base = wb.judged_votes()  # as the last fit() used them
+    T, D, cols = T[:, base], D[:, base], [wb.program_names("train")[j] for j in base]
     k, seed = wb.task.cardinality, wb.seed
     mine = [j for j, n in enumerate(cols) if n in set(names)]
     others = [j for j in range(len(cols)) if j not in mine]
