@@ -521,7 +521,7 @@ class Workbench:
     # -- aggregation ----------------------------------------------------------------------------
     def fit(self, candidates: list[str] | None = None, metric: str = "accuracy", *,
             keep_flagged: bool = False, drop_weak: bool | str = "auto", narrow: bool | str = "auto",
-            min_accuracy: float = 0.7) -> SelectionResult | None:
+            supervised: bool = True, min_accuracy: float = 0.7) -> SelectionResult | None:
         """Fit the label model: chosen on dev when dev has labels, else Dawid-Skene unsupervised.
 
         ``metric`` is what the dev choice maximises: ``"accuracy"``, ``"f1"`` (binary, class 1
@@ -544,6 +544,14 @@ class Workbench:
         all of them is ``drop_weak``'s). ``"auto"`` (default) decides by 5-fold cross-validation on
         dev as ``drop_weak`` does, each fold finding the weak classes on its other rows; ``narrowed``
         maps each program to the classes dropped, ``fit_notes`` says it. The programs stay as written.
+
+        ``supervised``: whether a label model that learns from the labeled dev rows may replace the
+        unsupervised choice: logistic regression over one-hot votes (``aggregate.VoteClassifier``)
+        reading every program but the offline writer's ``not_chosen`` ones (flagged programs too: a
+        learned weight mutes a chance-level program and turns an inverted one around). It replaces the
+        choice only when its 5-fold held-out predictions on dev beat the choice's dev predictions in
+        at least 95 % of paired bootstrap resamples; then ``left_out`` and ``narrowed`` are its own
+        (only ``not_chosen``), and ``fit_notes`` gives both scores either way.
         """
         names = self.program_names("train")
         self.left_out = {}
@@ -586,6 +594,8 @@ class Workbench:
                                                 candidates=candidates, seed=self.seed, metric=metric,
                                                 cardinality=self.task.cardinality)
             self.label_model = self.selection.model
+            if supervised and judged and int(known.sum()) >= 20 and len(set(dev.labels[known].tolist())) > 1:
+                self._learn_from_labels(names, metric)
         else:
             self.selection = None
             self.label_model = DawidSkene(cardinality=self.task.cardinality, seed=self.seed).fit(L)
@@ -593,6 +603,41 @@ class Workbench:
             self.label_model = ProgramSubset(self.label_model, [names.index(n) for n in self._fit_names], len(names),
                                              [self.narrowed.get(n, []) for n in self._fit_names])
         return self.selection
+
+    def _learn_from_labels(self, names: list[str], metric: str) -> None:
+        """fit()'s ``supervised`` step: challenge the unsupervised choice with a ``VoteClassifier``
+        over every program but the ``not_chosen`` ones, and take it only when it wins with confidence."""
+        from .aggregate.supervised import challenge
+
+        known = self.datasets["dev"].labels >= 0
+        y = self.datasets["dev"].labels[known]
+        reads = [j for j, n in enumerate(names) if not self.left_out.get(n, "").startswith("not_chosen")]
+        chosen_pred = self.selection.model.predict(self._votes("dev", heldout=True)[known], uncovered="prior")
+        model, numbers = challenge(self.dev_votes()[known][:, reads], y, chosen_pred, metric,
+                                   self.task.cardinality, self.seed)
+        verdict = (f"5-fold held-out on the {len(y)} dev rows ({metric}) {numbers['heldout']:.3f} vs "
+                   f"{self.selection.name} {numbers['chosen']:.3f}, better in {numbers['p_beats']:.0%} of "
+                   f"the bootstrap resamples (needs 95%)")
+        if model is None:
+            self.fit_notes.append(f"kept {self.selection.name}: a label model learned from the labels: {verdict}")
+            return
+        # its row in the selection table: held-out scores, as the unsupervised rows are scores without labels
+        from .aggregate.guard import bootstrap_share
+
+        scores, held = self.selection.scores.copy(), numbers["pred"]
+        mv_pred = self.selection.majority.predict(self._votes("dev", heldout=True)[known], uncovered="prior")
+        scores["chosen"] = False
+        scores.loc["vote_classifier"] = {**{m: score(y, held, m) for m in ("accuracy", "f1", "macro_f1") if m in scores},
+                                         "dev_coverage": scores["dev_coverage"].iloc[0],
+                                         "p_beats_mv": bootstrap_share(y, held, mv_pred, metric, seed=self.seed),
+                                         "chosen": True}
+        self.selection = SelectionResult("vote_classifier", model, self.selection.majority, scores, metric)
+        self.left_out = {n: why for n, why in self.left_out.items() if n not in {names[j] for j in reads}}
+        self.narrowed = {}
+        self.fit_notes.append(f"label model learned from the labels (logistic regression over the votes of "
+                              f"{len(reads)} programs, flagged ones too): {verdict}")
+        self._fit_names = [names[j] for j in reads] if len(reads) < len(names) else None
+        self.label_model = model
 
     def _weak_to_leave_out(self, names: list[str], drop_weak, min_accuracy: float, metric: str) -> dict[str, str]:
         """The weak programs (dev accuracy < ``min_accuracy``) fit() leaves out: all of them when

@@ -53,9 +53,9 @@ def test_weak_classes_finds_the_guessing_branch_only():
 
 def test_fit_drops_the_guessing_votes_when_cross_validation_prefers_it(tmp_path):
     wb = _bench(tmp_path, [FREE_ELSE_HAM, SONG, LOVE, SUBSCRIBE])
-    wb.fit(narrow=False)
+    wb.fit(narrow=False, supervised=False)  # narrowing alone (a VoteClassifier learns the same: test_supervised.py)
     as_written = wb.scores("test")["label_model"]
-    wb.fit()
+    wb.fit(supervised=False)
     assert wb.narrowed == {"free_else_ham": [0]}, wb.fit_notes
     note = next(n for n in wb.fit_notes if n.startswith("votes dropped"))
     assert "free_else_ham (ham)" in note and "5-fold cross-validation on the 200 dev rows" in note
@@ -64,14 +64,14 @@ def test_fit_drops_the_guessing_votes_when_cross_validation_prefers_it(tmp_path)
     j = wb.program_names("test").index("free_else_ham")
     assert (wb.matrix("test")[:, j] == 0).any() and "free_else_ham" not in wb.disabled
     assert (wb.label_model.predict(wb.matrix("test")) == wb.predict("test")).all()
-    wb.fit(narrow=True)
+    wb.fit(narrow=True, supervised=False)
     assert wb.narrowed == {"free_else_ham": [0]} and any("narrow=True" in n for n in wb.fit_notes)
 
 
 def test_fit_narrows_nothing_without_a_weak_class_and_never_all_of_a_programs_classes(tmp_path):
     wb = _bench(tmp_path, [SONG, LOVE, SUBSCRIBE])
     wb.fit()
-    assert wb.narrowed == {} and not any("votes" in n for n in wb.fit_notes)
+    assert wb.narrowed == {} and not any(n.startswith("votes") for n in wb.fit_notes)
     spam_if_love = Program('def spam_if_love(text):\n    return 1 if "love" in text else -1\n')  # wrong wherever it votes
     wb = _bench(tmp_path / "b", [SONG, SUBSCRIBE, FREE_ELSE_HAM, spam_if_love])
     wb.fit()

@@ -2,7 +2,7 @@
 
 All models share one interface: ``Model(cardinality=k, seed=0).fit(L)``, ``predict_proba(L)``,
 ``predict(L, uncovered="abstain"|"prior")``. ``select_label_model`` picks one on a labeled dev
-set; ``program_analysis`` gives snorkel's per-program statistics table.
+set (``VoteClassifier`` learns from its labels instead); ``program_analysis`` gives snorkel's per-program statistics table.
 """
 from .analysis import program_analysis
 from .base import ABSTAIN, LabelModel, check_matrix, coverage, covered
@@ -10,10 +10,11 @@ from .dawid_skene import DawidSkene
 from .majority import MajorityVote, WeightedMajorityVote
 from .select import SelectionResult, select_label_model
 from .snorkel_model import SnorkelLabelModel
+from .supervised import VoteClassifier
 from .triplet import Triplet
 
 __all__ = [
     "ABSTAIN", "LabelModel", "check_matrix", "coverage", "covered", "MajorityVote",
-    "WeightedMajorityVote", "DawidSkene", "SnorkelLabelModel", "Triplet", "select_label_model",
+    "WeightedMajorityVote", "DawidSkene", "VoteClassifier", "SnorkelLabelModel", "Triplet", "select_label_model",
     "SelectionResult", "program_analysis",
 ]
