@@ -547,11 +547,12 @@ class Workbench:
 
         ``supervised``: whether a label model that learns from the labeled dev rows may replace the
         unsupervised choice: logistic regression over one-hot votes (``aggregate.VoteClassifier``)
-        reading every program but the offline writer's ``not_chosen`` ones (flagged programs too: a
-        learned weight mutes a chance-level program and turns an inverted one around). It replaces the
-        choice only when its 5-fold held-out predictions on dev beat the choice's dev predictions in
-        at least 95 % of paired bootstrap resamples; then ``left_out`` and ``narrowed`` are its own
-        (only ``not_chosen``), and ``fit_notes`` gives both scores either way.
+        reading the programs flagged ``not_above_prior`` or ``inverted`` and the weak ones too (a
+        learned weight mutes a chance-level program and turns an inverted one around), not the
+        ``silent``, ``duplicate`` or ``not_chosen`` ones. It replaces the choice only when its 5-fold
+        held-out predictions on dev beat the choice's dev predictions in at least 95 % of paired
+        bootstrap resamples; then ``left_out`` keeps only the programs it does not read,
+        ``narrowed`` is empty, and ``fit_notes`` gives both scores either way.
         """
         names = self.program_names("train")
         self.left_out = {}
@@ -606,12 +607,15 @@ class Workbench:
 
     def _learn_from_labels(self, names: list[str], metric: str) -> None:
         """fit()'s ``supervised`` step: challenge the unsupervised choice with a ``VoteClassifier``
-        over every program but the ``not_chosen`` ones, and take it only when it wins with confidence."""
+        over the programs it can learn a weight for, and take it only when it wins with confidence."""
         from .aggregate.supervised import challenge
 
         known = self.datasets["dev"].labels >= 0
         y = self.datasets["dev"].labels[known]
-        reads = [j for j, n in enumerate(names) if not self.left_out.get(n, "").startswith("not_chosen")]
+        # a learned weight answers an inverted or chance-level flag; silent and duplicate programs add no
+        # votes, and not_chosen ones were passed over by their writer's own cross-validated choice
+        unread = ("not_chosen", "duplicate", "silent")
+        reads = [j for j, n in enumerate(names) if not self.left_out.get(n, "").startswith(unread)]
         chosen_pred = self.selection.model.predict(self._votes("dev", heldout=True)[known], uncovered="prior")
         model, numbers = challenge(self.dev_votes()[known][:, reads], y, chosen_pred, metric,
                                    self.task.cardinality, self.seed)
@@ -635,7 +639,7 @@ class Workbench:
         self.left_out = {n: why for n, why in self.left_out.items() if n not in {names[j] for j in reads}}
         self.narrowed = {}
         self.fit_notes.append(f"label model learned from the labels (logistic regression over the votes of "
-                              f"{len(reads)} programs, flagged ones too): {verdict}")
+                              f"{len(reads)} programs, inverted, chance-level and weak ones too): {verdict}")
         self._fit_names = [names[j] for j in reads] if len(reads) < len(names) else None
         self.label_model = model
 

@@ -225,11 +225,7 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     except Exception as error:  # noqa: BLE001 - report, keep the other numbers
         out["repair_error"] = f"{type(error).__name__}: {error}"
     out["repair_s"] = round(time.monotonic() - t1, 1)
-    if wb.programs:
-        out["llm_only_as_written"] = scores(wb, metric, narrow=False)  # after checks, flags and one repair round
-    # the defaults: per-class narrowing too, when 5-fold cross-validation on dev prefers it
-    out["llm_only"] = scores(wb, metric) if wb.programs else None  # checks, flags, repair, narrowing
-    out["narrowed"] = {n: [task.classes[c] for c in cs] for n, cs in wb.narrowed.items()}
+    out.update(llm_only_arms(wb, metric))
     out["llm_programs"] = [p.name for p in wb.programs]
     out.update(synth_arms(name, list(wb.programs), n, seed, root))
     # A re-run of the same generation is served from the cache: no request at all.
@@ -239,6 +235,20 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     out["rerun_requests"] = rerun_meter.requests
     out["rerun_cache_hits"] = again.cache_hits
     out["wall_s"] = round(time.monotonic() - t0, 1)
+    return out
+
+
+def llm_only_arms(wb: Workbench, metric: str) -> dict:
+    """The LLM's programs alone (after the checks, flags and repair round): ``llm_only`` with fit()'s
+    defaults (narrowing, and the label model learned from the dev labels when 5-fold CV on dev
+    prefers it), ``llm_only_unsupervised`` without that learned model, ``llm_only_as_written``
+    without narrowing either."""
+    if not wb.programs:
+        return {"llm_only": None}
+    out = {"llm_only_as_written": scores(wb, metric, narrow=False, supervised=False),
+           "llm_only_unsupervised": scores(wb, metric, supervised=False)}
+    out["llm_only"] = scores(wb, metric)  # the defaults
+    out["narrowed"] = {n: [wb.task.classes[c] for c in cs] for n, cs in wb.narrowed.items()}
     return out
 
 
@@ -271,16 +281,25 @@ def synth_arms(name: str, llm_programs: list, n: int, seed: int, root: Path) -> 
 
 
 def recombine(previous: Path, name: str, seed: int, n: int, root: Path) -> dict:
-    """A finished run's row for ``name``/``seed`` with the synthesizer arms computed again by this
-    code: the LLM programs it kept (``llm_programs``, read back from its workbench's store) are
-    reused, so no request is sent (e.g. after the offline synthesizer changed)."""
+    """A finished run's row for ``name``/``seed`` with the LLM-only and synthesizer arms computed
+    again by this code: the LLM programs it kept (after its checks and repair round: ``llm_programs``,
+    read back from its workbench's store; every stored program for runs older than that field) are
+    applied and fitted again, so no request is sent (e.g. after fit() or the synthesizer changed).
+    The run's own LLM-only numbers stay as ``llm_only_at_run``."""
     from alchemist_magics.llm import ProgramStore
 
     rows = json.loads((previous / "result.json").read_text())["datasets"][name]
     row = next(r for r in (rows if isinstance(rows, list) else [rows]) if r["seed"] == seed)
     stored = {p.name: p for p in ProgramStore(TASKS[name].name, previous / "wb" / f"{name}-llm-{seed}").load()}
-    return {**row, "recombined_from": str(previous),
-            **synth_arms(name, [stored[p] for p in row["llm_programs"]], n, seed, root)}
+    programs = [stored[p] for p in row["llm_programs"]] if "llm_programs" in row else list(stored.values())
+    splits = load_wrench(DATA / name)
+    wb = Workbench(TASKS[name], splits["train"], dev=splits["valid"], test=splits["test"],
+                   root=root / f"{name}-llm-{seed}", seed=seed)
+    wb.add_all(programs)
+    wb.apply(progress=False)
+    return {**row, "recombined_from": str(previous), "llm_only_at_run": row.get("llm_only"),
+            "llm_programs": [p.name for p in programs], **llm_only_arms(wb, METRIC[name]),
+            **synth_arms(name, programs, n, seed, root)}
 
 
 def summarize(rows: list[dict], metric: str) -> dict:
@@ -288,7 +307,8 @@ def summarize(rows: list[dict], metric: str) -> dict:
     import statistics
 
     out = {}
-    for arm in ("llm_only", "llm_only_as_written", "llm_only_before_repair", "synth_only", "llm_plus_synth",
+    for arm in ("llm_only", "llm_only_unsupervised", "llm_only_as_written", "llm_only_before_repair",
+                "synth_only", "llm_plus_synth",
                 "llm_plus_synth_all", "tfidf_lr_dev_rows"):
         values = [r[arm][metric] for r in rows if r.get(arm)]
         if values:
@@ -322,8 +342,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--work", default=None, help="folder for the cache and workbenches (default: a temp dir)")
     parser.add_argument("--recombine", nargs="+", metavar="WORK", default=None,
-                        help="finished runs' --work folders: reuse their LLM programs, compute the synthesizer "
-                             "arms again (no server needed)")
+                        help="finished runs' --work folders: reuse their LLM programs, compute the LLM-only "
+                             "and synthesizer arms again (no server needed)")
     args = parser.parse_args(argv)
     if not args.gguf and not args.base_url and not args.recombine:
         parser.error("give --gguf PATH (see docs/local-llm.md for how to get one) or --base-url URL")

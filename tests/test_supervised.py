@@ -6,6 +6,7 @@ import pytest
 
 from alchemist_magics.aggregate import MajorityVote, VoteClassifier
 from alchemist_magics.aggregate.supervised import challenge, heldout_predictions, one_hot
+from alchemist_magics.notebook.magics import fit_line
 from alchemist_magics.programs import Program
 
 from test_narrow import FREE_ELSE_HAM, LOVE, SONG, SUBSCRIBE, _bench
@@ -60,3 +61,7 @@ def test_fit_takes_the_learned_model_only_when_it_wins_with_confidence(tmp_path)
     table = noisy.selection.scores
     assert bool(table.loc["vote_classifier", "chosen"]) and table["chosen"].sum() == 1
     assert "kept in the label model" in noisy.analysis().loc["spam_if_song", "Problem"]
+    assert fit_line(noisy).startswith("the label model weighs each program's votes as learned from the labeled dev rows")
+    noisy.left_out["spam_if_song"] = "duplicate: (for the line's order)"
+    assert fit_line(noisy).startswith("the label model leaves out 1 of 3 programs") and "; it weighs each" in fit_line(noisy)
+    assert "learned from the labeled" not in fit_line(clean)

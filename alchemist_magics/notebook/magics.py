@@ -188,7 +188,8 @@ class StatusLine:
 
 def fit_line(wb: Workbench) -> str:
     """``fit()``'s notes in one line: which programs the label model left out, grouped by why
-    (a flag, or weak), and whose votes for a class it drops (narrowed), or "" when it uses them all."""
+    (a flag, or weak), whose votes for a class it drops (narrowed), and whether it learned the votes'
+    weights from the labeled rows (``fit(supervised=True)``), or "" when it uses them all as they are."""
     parts = []
     if wb.left_out:
         groups: dict[str, list[str]] = {}
@@ -199,6 +200,9 @@ def fit_line(wb: Workbench) -> str:
     if wb.narrowed:
         parts.append("it drops the votes each program gets mostly wrong on dev (" + ", ".join(
             f"{name}: {'/'.join(wb.task.classes[c] for c in classes)}" for name, classes in wb.narrowed.items()) + ")")
+    if wb.label_model is not None and wb.model_name == "vote_classifier":
+        parts.append(("it" if parts else "the label model") + " weighs each program's votes as learned from the "
+                     "labeled dev rows (vote_classifier: better than the unsupervised models on held-out dev rows)")
     return "; ".join(parts) + "; why: %alchemist analyze (Status, Problem) and _alchemist.workbench.fit_notes" if parts else ""
 
 
