@@ -608,6 +608,7 @@ class Workbench:
     def _learn_from_labels(self, names: list[str], metric: str) -> None:
         """fit()'s ``supervised`` step: challenge the unsupervised choice with a ``VoteClassifier``
         over the programs it can learn a weight for, and take it only when it wins with confidence."""
+        from .aggregate.guard import bootstrap_share
         from .aggregate.supervised import challenge
 
         known = self.datasets["dev"].labels >= 0
@@ -623,11 +624,9 @@ class Workbench:
                    f"{self.selection.name} {numbers['chosen']:.3f}, better in {numbers['p_beats']:.0%} of "
                    f"the bootstrap resamples (needs 95%)")
         if model is None:
-            self.fit_notes.append(f"kept {self.selection.name}: a label model learned from the labels: {verdict}")
+            self.fit_notes.append(f"kept {self.selection.name} over a label model learned from the labels: {verdict}")
             return
         # its row in the selection table: held-out scores, as the unsupervised rows are scores without labels
-        from .aggregate.guard import bootstrap_share
-
         scores, held = self.selection.scores.copy(), numbers["pred"]
         mv_pred = self.selection.majority.predict(self._votes("dev", heldout=True)[known], uncovered="prior")
         scores["chosen"] = False

@@ -45,7 +45,7 @@ def test_fit_takes_the_learned_model_only_when_it_wins_with_confidence(tmp_path)
     clean = _bench(tmp_path / "a", [SONG, LOVE, SUBSCRIBE, free])  # precise, every row covered: nothing to learn
     clean.fit()
     assert clean.model_name != "vote_classifier"
-    assert any(n.startswith(f"kept {clean.model_name}: a label model learned from the labels") for n in clean.fit_notes)
+    assert any(n.startswith(f"kept {clean.model_name} over a label model learned from the labels") for n in clean.fit_notes)
 
     noisy = _bench(tmp_path / "b", [FREE_ELSE_HAM, SUBSCRIBE, INVERTED])
     noisy.fit(supervised=False)
