@@ -595,7 +595,7 @@ class Workbench:
                                                 candidates=candidates, seed=self.seed, metric=metric,
                                                 cardinality=self.task.cardinality)
             self.label_model = self.selection.model
-            if supervised and judged and int(known.sum()) >= 20 and len(set(dev.labels[known].tolist())) > 1:
+            if supervised and judged:
                 self._learn_from_labels(names, metric)
         else:
             self.selection = None
@@ -613,11 +613,14 @@ class Workbench:
 
         known = self.datasets["dev"].labels >= 0
         y = self.datasets["dev"].labels[known]
+        if len(y) < 20 or len(set(y.tolist())) < 2:  # too few labeled rows to cross-validate, as for drop_weak
+            return
+        used = self._votes("dev", heldout=True)[known]  # the dev votes as the unsupervised choice reads them
         # a learned weight answers an inverted or chance-level flag; silent and duplicate programs add no
         # votes, and not_chosen ones were passed over by their writer's own cross-validated choice
         unread = ("not_chosen", "duplicate", "silent")
         reads = [j for j, n in enumerate(names) if not self.left_out.get(n, "").startswith(unread)]
-        chosen_pred = self.selection.model.predict(self._votes("dev", heldout=True)[known], uncovered="prior")
+        chosen_pred = self.selection.model.predict(used, uncovered="prior")
         model, numbers = challenge(self.dev_votes()[known][:, reads], y, chosen_pred, metric,
                                    self.task.cardinality, self.seed)
         verdict = (f"5-fold held-out on the {len(y)} dev rows ({metric}) {numbers['heldout']:.3f} vs "
@@ -628,7 +631,7 @@ class Workbench:
             return
         # its row in the selection table: held-out scores, as the unsupervised rows are scores without labels
         scores, held = self.selection.scores.copy(), numbers["pred"]
-        mv_pred = self.selection.majority.predict(self._votes("dev", heldout=True)[known], uncovered="prior")
+        mv_pred = self.selection.majority.predict(used, uncovered="prior")
         scores["chosen"] = False
         scores.loc["vote_classifier"] = {**{m: score(y, held, m) for m in ("accuracy", "f1", "macro_f1") if m in scores},
                                          "dev_coverage": scores["dev_coverage"].iloc[0],

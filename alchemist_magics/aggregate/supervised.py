@@ -51,10 +51,10 @@ class VoteClassifier(LabelModel):
         return self
 
     def raw_proba(self, L):
-        P = np.tile(self.prior_, (L.shape[0], 1))
-        if self.lr_ is not None:
-            P = np.zeros_like(P)
-            P[:, self.lr_.classes_] = self.lr_.predict_proba(one_hot(L, self.cardinality))
+        if self.lr_ is None:  # fitted on one class
+            return np.tile(self.prior_, (L.shape[0], 1))
+        P = np.zeros((L.shape[0], self.cardinality))
+        P[:, self.lr_.classes_] = self.lr_.predict_proba(one_hot(L, self.cardinality))
         return P
 
 
