@@ -177,6 +177,27 @@ def test_classifier_program_is_readable_crossfitted_and_runs_in_the_sandbox():
     assert "trained on the labeled rows" in res.concepts.describe()
 
 
+def test_classifier_counts_long_numbers_and_links_as_shared_tokens():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from alchemist_magics.synth.classifier import LabeledRowsClassifier, words_and_shapes
+
+    plain = "Are we still on for lunch, Dave? It's 12 o'clock"
+    assert words_and_shapes(plain) == TfidfVectorizer().build_analyzer()(plain)  # no digits run, no link
+    assert words_and_shapes("call 09061790126 or 0800 5420578, see www.x.co")[-3:] == ["_longnum_"] * 2 + ["_url_"]
+    # every spam row has a different number: as words they teach nothing, as a shape they do
+    rng = np.random.default_rng(0)
+    ham = [f"see you at {h} pm {w}" for h, w in zip(rng.integers(1, 12, 40), rng.choice(["mate", "dear", "love"], 40))]
+    spam = [f"win now call {n} {w}" for n, w in zip(rng.integers(10**9, 10**10, 40), rng.choice(["now", "today"], 40))]
+    texts, y = ham + spam, np.array([0] * 40 + [1] * 40)
+    model = LabeledRowsClassifier(2, parts=("tfidf",)).fit(texts, y)
+    unseen = ["hi, reply 08712300456", "hi, reply tomorrow"]  # only the number tells them apart
+    P = model.predict_proba(unseen)
+    assert P[0, 1] > P[1, 1] + 0.1
+    info, arrays = model.state()
+    assert np.allclose(LabeledRowsClassifier.from_state(info, arrays).predict_proba(unseen), P)
+
+
 def test_classifier_alone_is_a_candidate_set():
     from alchemist_magics.synth.concepts import choose_program_set
 

@@ -10,16 +10,40 @@ cosine scores), and the program votes the most probable class.
 The classifier (:class:`LabeledRowsClassifier`): logistic regression on TF-IDF words (sublinear tf)
 and logistic regression on the sentence embedding, each with balanced class weights and ``C=10``
 (the same fixed settings as the 100-label baselines of the guard), their probabilities averaged.
+The TF-IDF part also counts two shape tokens (:func:`words_and_shapes`): every run of 5 or more
+digits is ``_longnum_`` and a link is ``_url_``, so a phone number or a URL seen once in 100 rows
+is evidence for the next one (as a word, each is unique and learns nothing).
 Its votes on the labeled rows are **cross-fitted** (each row scored by a classifier trained without
 its fold), so its comment, its flag and the label-model choice never see an in-sample vote.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 C = 10.0  # both logistic regressions' regularisation, fixed up front (as the guard's baselines)
 PARTS = ("tfidf", "embedding")
 CANDIDATE_PARTS = (("tfidf", "embedding"), ("embedding",), ("tfidf",))  # the first is used; all are scored
+
+
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
+_LONG_NUMBER = re.compile(r"\d{5,}")  # longer than a count, a year or a price: a phone number, a code
+_LINK = re.compile(r"https?://|www\.|\.com\b")
+
+
+def words_and_shapes(text: str) -> list[str]:
+    """TF-IDF's default words (lowercased, 2+ word characters) plus one ``_longnum_`` per run of 5+
+    digits and one ``_url_`` when the text has a link. Texts without either tokenize exactly as
+    ``TfidfVectorizer()`` does."""
+    text = str(text).lower()
+    return _WORD.findall(text) + ["_longnum_"] * len(_LONG_NUMBER.findall(text)) + ["_url_"] * bool(_LINK.search(text))
+
+
+def _vectorizer():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(sublinear_tf=True, analyzer=words_and_shapes)
 
 
 def _lr():
@@ -40,8 +64,6 @@ class LabeledRowsClassifier:
         self.models_: dict = {}
 
     def fit(self, texts, labels, embeddings=None) -> "LabeledRowsClassifier":
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         y = np.asarray(labels)
         self.models_ = {}
         if len(set(y.tolist())) < 2:
@@ -49,7 +71,7 @@ class LabeledRowsClassifier:
             return self
         self.constant_ = None
         if "tfidf" in self.parts:
-            self.vectorizer_ = TfidfVectorizer(sublinear_tf=True)
+            self.vectorizer_ = _vectorizer()
             try:
                 X = self.vectorizer_.fit_transform([str(t) for t in texts])
                 self.models_["tfidf"] = _lr().fit(X, y)
@@ -97,12 +119,10 @@ class LabeledRowsClassifier:
     @classmethod
     def from_state(cls, info: dict, arrays: dict) -> "LabeledRowsClassifier":
         """The classifier :meth:`state` describes (same predictions)."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         model = cls(info["k"], info["parts"])
         model.constant_ = info["constant"]
         if info["vocabulary"] is not None:
-            model.vectorizer_ = TfidfVectorizer(sublinear_tf=True)
+            model.vectorizer_ = _vectorizer()
             model.vectorizer_.vocabulary_ = info["vocabulary"]
             model.vectorizer_.idf_ = arrays["idf"]
         for part in info["models"]:
@@ -113,7 +133,7 @@ class LabeledRowsClassifier:
 
     @property
     def about(self) -> str:
-        parts = [{"tfidf": "TF-IDF words", "embedding": "the sentence embedding"}[p] for p in self.models_]
+        parts = [{"tfidf": "TF-IDF words (long numbers and links as shared tokens)", "embedding": "the sentence embedding"}[p] for p in self.models_]
         return ("logistic regression (C=10, balanced classes) on " + " and on ".join(parts)
                 + (", probabilities averaged" if len(parts) > 1 else ""))
 
