@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import DawidSkene, MajorityVote, SelectionResult, covered, program_analysis, select_label_model
+from .aggregate.analysis import analysis_stats, weak_reasons
 from .aggregate.select import score
 from .data import DataError, Dataset
 from .llm.cost import CostMeter
 from .llm.dedup import duplicates_by_output, silent_programs, uninformative_programs
 from .llm.provenance import ProgramStore
-from .llm.repair import RepairRequest, analysis_stats, repair_evidence, repair_programs, weak_reasons
+from .llm.repair import RepairRequest, repair_evidence, repair_programs
 from .llm.zero_shot import zero_shot_counterfactual, zero_shot_label
 from .programs import ABSTAIN, FAULT, INVALID, ApplyResult, LabelSpace, OutputCache, Program, apply_programs, smoke_test
 from .programs.smoke import smoke_run

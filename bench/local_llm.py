@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from alchemist_magics import TaskSpec, Workbench  # noqa: E402
 from alchemist_magics.data import load_wrench  # noqa: E402
 from alchemist_magics.llm import CostMeter, LLMClient, generate_programs, select_exemplars  # noqa: E402
+from alchemist_magics.llm.writer import grounded_task  # noqa: E402
 from alchemist_magics.llm.join import join_if_better  # noqa: E402
 
 DATA = Path(os.environ.get("ALCHEMIST_DATA", ROOT.parent / "shared" / "data"))
@@ -174,7 +175,8 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     before = server_tokens(log)
     t0 = time.monotonic()
     exemplars = select_exemplars(dev.texts, dev.labels, task.classes, seed=seed)
-    gen = generate_programs(task, n, client, exemplars=exemplars, first_sample=seed * 1000)
+    prompt_task = grounded_task(task, dev.texts, dev.labels, train.texts, seed=seed)  # as LLMWriter does
+    gen = generate_programs(prompt_task, n, client, exemplars=exemplars, first_sample=seed * 1000)
     gen_s = time.monotonic() - t0
     after = server_tokens(log)
     out = {"model": client.model, "n": n, "seed": seed, "generate_s": round(gen_s, 1),
@@ -230,7 +232,7 @@ def run_dataset(name: str, base_url: str, n: int, seed: int, cache: Path, root: 
     out.update(synth_arms(name, list(wb.programs), n, seed, root))
     # A re-run of the same generation is served from the cache: no request at all.
     rerun_meter = CostMeter()
-    again = generate_programs(task, n, LLMClient(base_url=base_url, cache=cache, meter=rerun_meter),
+    again = generate_programs(prompt_task, n, LLMClient(base_url=base_url, cache=cache, meter=rerun_meter),
                               exemplars=exemplars, first_sample=seed * 1000)
     out["rerun_requests"] = rerun_meter.requests
     out["rerun_cache_hits"] = again.cache_hits

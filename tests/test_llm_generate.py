@@ -182,6 +182,30 @@ def test_select_exemplars():
         select_exemplars(texts, labels, ["ham", "spam"], method="best")
 
 
+def test_the_llm_prompt_shows_the_words_that_mark_each_class_in_the_labeled_rows(fake_server, make_client):
+    import pandas as pd
+
+    from alchemist_magics.data import from_dataframe
+    from alchemist_magics.llm.writer import LLMWriter, grounded_task
+
+    rng = np.random.default_rng(0)
+    ham = [f"see you at {rng.choice(['lunch', 'home', 'work'])} {rng.choice(['mate', 'dear', 'da'])}" for _ in range(30)]
+    spam = [f"{rng.choice(['claim', 'win'])} {rng.choice(['prize', 'cash'])} co uk" for _ in range(10)]
+    texts, labels = ham + spam, np.array([0] * 30 + [1] * 10)
+    task = grounded_task(TASK, texts, labels, texts * 3)
+    assert set(task.keywords) == {"ham", "spam"} and TASK.keywords == {}
+    assert {"claim", "prize"} <= set(task.keywords["spam"]) and "see you" in task.keywords["ham"]
+    # keys a program would test as substrings and that fire inside other words are not shown
+    assert not {"co", "uk", "co uk", "da", "a"} & set(sum(task.keywords.values(), []))
+    assert grounded_task(TASK, texts, np.full(40, -1)).keywords == {}  # no labels: nothing to mine
+    own = TaskSpec("yt spam", "Is this YouTube comment spam?", ["ham", "spam"], keywords={"spam": ["subscribe"]})
+    assert grounded_task(own, texts, labels) is own  # the user's keywords are never replaced
+    labeled = from_dataframe(pd.DataFrame({"text": texts, "label": labels}), "text", "label", classes=TASK.classes)
+    LLMWriter(make_client()).write(TASK, labeled, texts, 1, seed=0)
+    prompt = fake_server.requests[0]["messages"][-1]["content"]
+    assert "Indicative keywords:\n- ham: " in prompt and "claim" in prompt.split("Indicative keywords:")[1]
+
+
 def test_two_stage_fills_only_empty_fields(fake_server, make_client):
     info = {"dataset_description": "YouTube comments.", "class_descriptions": {"SPAM": "ads", "other": "x"},
             "keywords": {"spam": ["subscribe"], "ham": ["love"]}, "rules": ["links are spam"]}

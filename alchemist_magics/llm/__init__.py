@@ -14,7 +14,8 @@ from .cost import BudgetExceeded, CostMeter, Estimate, PriceTable, TokenCounter,
 from .generate import Failure, GenerationResult, generate_programs, is_near_duplicate
 from .prompts import STRATEGIES, Exemplar, PromptTemplates
 from .provenance import ProgramStore
-from .repair import RepairRequest, analysis_stats, repair_evidence, repair_examples, repair_programs, weak_reasons
+from ..aggregate.analysis import analysis_stats, weak_reasons  # what repair reads (programs' analysis rows)
+from .repair import RepairRequest, repair_evidence, repair_examples, repair_programs
 from .retrieval import DocumentRetriever, select_exemplars
 from .two_stage import write_supplementary
 from .zero_shot import ZeroShotResult, zero_shot_counterfactual, zero_shot_label

@@ -32,42 +32,6 @@ class RepairRequest:
     message: str = ""
 
 
-def _stat(stats: dict, *names: str) -> float | None:
-    folded = {str(k).casefold(): v for k, v in stats.items()}
-    for name in names:
-        if folded.get(name) is not None:
-            return float(folded[name])
-    return None
-
-
-def analysis_stats(row, n_rows: int) -> dict:
-    """One row of ``Workbench.analysis()`` as :func:`weak_reasons` reads it: faults and invalid
-    outputs become fractions of the ``n_rows`` train rows."""
-    stats = dict(row)
-    stats.update(Faults=stats["Faults"] / n_rows, Invalid=stats["Invalid"] / n_rows)
-    return stats
-
-
-def weak_reasons(stats: dict, *, min_accuracy: float = 0.7, max_conflicts: float = 0.3,
-                 max_bad_outputs: float = 0.05) -> list[str]:
-    """Why a program counts as weak (empty when it does not).
-
-    Reads ``Emp. Acc.`` (or ``accuracy``), ``Conflicts``, and ``Faults`` / ``Invalid`` (fractions
-    of rows), case-insensitively; missing statistics are not judged.
-    """
-    reasons = []
-    accuracy = _stat(stats, "emp. acc.", "accuracy")
-    if accuracy is not None and accuracy < min_accuracy:
-        reasons.append(f"dev accuracy {accuracy:.2f} < {min_accuracy}")
-    conflicts = _stat(stats, "conflicts")
-    if conflicts is not None and conflicts > max_conflicts:
-        reasons.append(f"conflicts {conflicts:.2f} > {max_conflicts}")
-    bad = sum(v for v in (_stat(stats, "faults"), _stat(stats, "invalid")) if v is not None)
-    if bad > max_bad_outputs:
-        reasons.append(f"faults + invalid outputs {bad:.2f} > {max_bad_outputs}")
-    return reasons
-
-
 def repair_evidence(texts: list[str], gold, codes, classes: list[str], *, message: str = "", k: int = 5,
                     seed: int = 0) -> dict:
     """What a repair prompt should show, from a program's *raw* per-row codes (``ProgramRun.codes``:

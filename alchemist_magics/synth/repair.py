@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..llm.repair import analysis_stats, weak_reasons
+from ..aggregate.analysis import analysis_stats, weak_reasons
 from ..programs import Program, find_entry
 from ..task import TaskSpec
 
@@ -72,7 +72,7 @@ def words_and_pairs(text: str) -> set[str]:
 
 def program_stats(bench, name: str) -> dict:
     """The workbench's analysis row of program ``name``, with faults and invalid outputs as
-    fractions of train rows (what :func:`~alchemist_magics.llm.repair.weak_reasons` reads)."""
+    fractions of train rows (what :func:`~alchemist_magics.aggregate.analysis.weak_reasons` reads)."""
     table = bench.analysis()
     if name not in table.index:
         raise KeyError(f"no program named {name!r}; programs: {list(table.index)}")

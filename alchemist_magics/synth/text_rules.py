@@ -58,6 +58,7 @@ DECISION_KINDS = ("start", "brief", "pair")  # the features it orders
 DECISION_LIFT = 0.25  # a rule must close this share of the gap between its class prior and 1
 DECISION_RULES = 60
 MAX_UNLABELED = 20000  # larger pools are subsampled (with the seed) to stay fast
+KEYWORDS_SHOWN = 12  # words per class that indicative_keywords() gives an LLM prompt
 
 
 @dataclass
@@ -104,17 +105,7 @@ def synthesize_programs(
     Raises:
         ValueError: mismatched lengths, unknown labels, or fewer than two classes labeled.
     """
-    texts_l = [_as_text(t) for t in labeled_texts]
-    y = class_indices(task, labels, len(texts_l))
-    if len(set(y.tolist())) < 2:
-        raise ValueError("label rows of at least two different classes to synthesize programs")
-    texts_u = [_as_text(t) for t in unlabeled_texts]
-    if len(texts_u) > MAX_UNLABELED:
-        keep = np.random.default_rng(seed).choice(len(texts_u), MAX_UNLABELED, replace=False)
-        texts_u = [texts_u[i] for i in np.sort(keep)]
-
-    features, X = _featurize(texts_l + texts_u)
-    X_l, X_u = X[: len(texts_l)], X[len(texts_l):]
+    y, features, X_l, X_u = _prepare(task, labeled_texts, labels, unlabeled_texts, seed)
     k = task.cardinality
     junk = _junk_mask(features)
     plan = _plan(X_l, y, X_u, features, k, n_programs, junk)
@@ -140,15 +131,57 @@ def synthesize_programs(
     return [Program(src, provenance=prov) for src, prov in zip(unique_names(sources), provenance)]
 
 
-def _plan(X_l, y, X_u, features, k: int, n_programs: int, junk: np.ndarray | None = None) -> list[tuple]:
-    """The programs to write, as (key, label, kind, rules): ``key`` names a program across folds
-    (``("decision",)`` or ``(label, kind, i)`` for the i-th program of that class and kind)."""
+def indicative_keywords(task: TaskSpec, labeled_texts, labels, unlabeled_texts=(), per_class: int = KEYWORDS_SHOWN,
+                        seed: int = 0) -> dict[str, list[str]]:
+    """Per class name, the words and two-word phrases its keyword programs would be built from (the
+    rules of steps 2-3 above), most precise first, at most ``per_class``; a class without one is
+    left out. Made for an LLM's prompt: a small model shown a few exemplars copies their phrases
+    ("lyricalladie(21/f)"); shown the words that mark a class across the labeled rows, it writes
+    programs around evidence that generalises.
+
+    Raises:
+        ValueError: as :func:`synthesize_programs`.
+    """
+    y, features, X_l, X_u = _prepare(task, labeled_texts, labels, unlabeled_texts, seed)
+    _, rules = _mined(X_l, y, X_u, features, task.cardinality, _junk_mask(features))
+    out: dict[str, list[str]] = {}
+    for rule in rules:  # most precise first
+        words, key = out.setdefault(task.classes[rule.label], []), features[rule.feature].key
+        # A program tests a key as a substring: "da" or "co uk" would fire inside other words
+        if features[rule.feature].kind == "word" and len(words) < per_class and re.search(r"[^\W_]{3}", key):
+            words.append(key)
+    return {name: words for name, words in out.items() if words}
+
+
+def _prepare(task: TaskSpec, labeled_texts, labels, unlabeled_texts, seed: int):
+    """Checked labels, the features and their labeled and unlabeled matrices (large pools subsampled)."""
+    texts_l = [_as_text(t) for t in labeled_texts]
+    y = class_indices(task, labels, len(texts_l))
+    if len(set(y.tolist())) < 2:
+        raise ValueError("label rows of at least two different classes to synthesize programs")
+    texts_u = [_as_text(t) for t in unlabeled_texts]
+    if len(texts_u) > MAX_UNLABELED:
+        keep = np.random.default_rng(seed).choice(len(texts_u), MAX_UNLABELED, replace=False)
+        texts_u = [texts_u[i] for i in np.sort(keep)]
+    features, X = _featurize(texts_l + texts_u)
+    return y, features, X[: len(texts_l)], X[len(texts_l):]
+
+
+def _mined(X_l, y, X_u, features, k: int, junk: np.ndarray | None) -> tuple[np.ndarray, list[_Rule]]:
+    """The EM soft labels of the unlabeled rows and the rules mined with them (steps 2-3)."""
     Y_l = np.eye(k)[y]
     # Pair features restate each later word once per opening word: naive Bayes would count the
     # same evidence again and drift, so EM leaves them out (they still become rules below).
     em = np.array([f.kind != "pair" for f in features])
     P_u = _em_naive_bayes(X_l[:, em], Y_l, X_u[:, em])
-    rules = _mine_rules(X_l, Y_l, X_u, P_u, features, junk)
+    return P_u, _mine_rules(X_l, Y_l, X_u, P_u, features, junk)
+
+
+def _plan(X_l, y, X_u, features, k: int, n_programs: int, junk: np.ndarray | None = None) -> list[tuple]:
+    """The programs to write, as (key, label, kind, rules): ``key`` names a program across folds
+    (``("decision",)`` or ``(label, kind, i)`` for the i-th program of that class and kind)."""
+    Y_l = np.eye(k)[y]
+    P_u, rules = _mined(X_l, y, X_u, features, k, junk)
     # With 3+ classes, one ordered list replaces the per-class opening programs, whose votes conflict.
     ordered = _decision_list(X_l, Y_l, X_u, P_u, features) if k >= 3 else []
     if len({r.label for r in ordered}) < 2:
