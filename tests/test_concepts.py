@@ -244,14 +244,6 @@ def test_another_set_replaces_the_classifier_only_with_bootstrap_confidence():
     assert point["name"] != "classifier only" and point["score"] > choice["score"]
     assert choice["name"] == "classifier only"
     assert choice["versus_classifier"]["share"] < 0.95 and choice["versus_classifier"]["best"] == point["name"]
-    assert not choice["versus_classifier"]["never_worse"]
-    # the same programs right on 2 more rows and wrong on none: too few to reach 95 %, nothing against them
-    row = clf.copy()
-    row[:2] = y[:2]
-    kept, _, choice = choose_program_set(programs, np.hstack([np.stack([row] * 3, axis=1), clf[:, None]]), y, 2,
-                                         "accuracy")
-    assert choice["name"] != "classifier only" and len(kept) == 4
-    assert choice["versus_classifier"]["share"] < 0.95 and choice["versus_classifier"]["never_worse"]
     # keyword programs right on every row they vote, voting on most rows: clearly better, chosen
     clearly = np.stack([np.where(rng.random(100) < 0.8, y, -1) for _ in range(3)], axis=1)
     _, _, choice = choose_program_set(programs, np.hstack([clearly, clf[:, None]]), y, 2, "accuracy")
