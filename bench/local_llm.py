@@ -11,7 +11,8 @@ or against a server that is already running (llama.cpp, Ollama, vLLM...):
 
 It starts the server on 127.0.0.1 (and stops it by its PID at the end), then for each dataset runs
 the plain Python API with the client's *defaults* (no model name, no key, no concurrency, timeout
-or max_tokens settings): generate_programs -> Workbench.add (check + smoke test over every train
+or max_tokens settings): generate_programs (the prompt as ``LLMWriter`` builds it: exemplars and
+the words that mark each class in the dev rows, ``llm.writer.grounded_task``) -> Workbench.add (check + smoke test over every train
 row) -> apply -> flags (silent, duplicate by output, not above chance, inverted: left out by
 fit()) -> fit -> evaluate, then one LLM repair round (Workbench.repair: the prompt quotes the
 program's exceptions and failing rows), then per-class narrowing (``Workbench.fit(narrow="auto")``:
