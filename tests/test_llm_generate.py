@@ -142,7 +142,7 @@ def test_prompt_has_alchemist_parts_in_order():
     task = TaskSpec("t", "Is this SMS spam?", ["ham", "spam"], dataset_description="Text messages.",
                     keywords={"spam": ["prize"]}, rules=["Prizes are spam."])
     user = program_messages(task, strategy="keywords", exemplars=[Exemplar("hi mum", "ham")])[-1]["content"]
-    order = ["Dataset description: Text messages.", '"hi mum" -> ham', "spam: prize", "Prizes are spam.",
+    order = ["Dataset description: Text messages.", '"hi mum" -> ham', "spam: 'prize'", "Prizes are spam.",
              "Is this SMS spam?", "returns 0", "returns 1", "returns -1", "def label_function(text):"]
     positions = [user.index(s) for s in order]
     assert positions == sorted(positions)
@@ -203,7 +203,10 @@ def test_the_llm_prompt_shows_the_words_that_mark_each_class_in_the_labeled_rows
     labeled = from_dataframe(pd.DataFrame({"text": texts, "label": labels}), "text", "label", classes=TASK.classes)
     LLMWriter(make_client()).write(TASK, labeled, texts, 1, seed=0)
     prompt = fake_server.requests[0]["messages"][-1]["content"]
-    assert "Indicative keywords:\n- ham: " in prompt and "claim" in prompt.split("Indicative keywords:")[1]
+    assert "Indicative keywords:\n- ham: '" in prompt and "'claim'" in prompt.split("Indicative keywords:")[1]
+    # numbers are quoted too: shown bare, a small model wrote them back as ints (`500 in text` raises)
+    numbers = TaskSpec("t", "Is this spam?", ["ham", "spam"], keywords={"spam": ["500", "claim"]})
+    assert "- spam: '500', 'claim'" in program_messages(numbers)[-1]["content"]
 
 
 def test_two_stage_fills_only_empty_fields(fake_server, make_client):

@@ -107,7 +107,9 @@ def supplementary(task: TaskSpec, exemplars: list[Exemplar] | None = None,
     if exemplars:
         parts.append("Labeled examples:\n" + "\n".join(f'- "{_clip(e.text)}" -> {e.label}' for e in exemplars))
     if task.keywords:
-        parts.append("Indicative keywords:\n" + "\n".join(f"- {c}: {', '.join(k)}" for c, k in task.keywords.items()))
+        # As Python string literals: shown bare, "500" came back as the int 500 (`500 in text` raises)
+        parts.append("Indicative keywords:\n" + "\n".join(f"- {c}: {', '.join(repr(str(w)) for w in k)}"
+                                                          for c, k in task.keywords.items()))
     if task.rules:
         parts.append("Labeling rules:\n" + "\n".join(f"- {r}" for r in task.rules))
     if background:
