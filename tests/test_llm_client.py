@@ -59,6 +59,20 @@ def test_errors_are_never_cached(fake_server, make_client):
     assert ok.ok and not ok.cached and fake_server.request_count == 2
 
 
+def test_a_reply_unusable_on_every_attempt_is_kept_so_a_rerun_costs_nothing(fake_server, make_client):
+    fake_server.responder = lambda body: {"content": "no code, sorry"}
+    needs_code = lambda t: None if "def " in t else "no code"  # noqa: E731
+    first = make_client().complete(MSG, validate=needs_code)
+    assert not first.ok and first.reason == "invalid" and fake_server.request_count == 3
+    client = make_client()
+    again = client.complete(MSG, validate=needs_code)
+    assert not again.ok and again.reason == "invalid" and again.cached and "no code" in again.detail
+    assert fake_server.request_count == 3 and client.meter.requests == 0 and client.meter.cache_hits == 1
+    # a validator that now accepts the kept reply turns it into a hit; another sample asks again
+    assert make_client().complete(MSG, validate=lambda t: None).ok and fake_server.request_count == 3
+    assert not make_client().complete(MSG, validate=needs_code, sample=1).cached and fake_server.request_count == 6
+
+
 @pytest.mark.parametrize("fault, reason", [
     ({"status": 429}, "rate_limited"),
     ({"status": 500}, "server_error"),

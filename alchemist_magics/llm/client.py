@@ -145,9 +145,10 @@ class Completion:
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, reason: str, detail: str, wait_s: float | None = None):
+    def __init__(self, reason: str, detail: str, wait_s: float | None = None, reply: tuple[str, str] | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail, self.wait_s = reason, detail, wait_s
+        self.reply = reply  # (text, finish_reason) of a reply the server gave but that is unusable
 
 
 def parse_retry_after(headers, cap_s: float = 120.0) -> float | None:
@@ -502,9 +503,14 @@ class LLMClient:
         check = req.salvage if entry.get("finish_reason") == "length" else req.validate
         if entry.get("finish_reason") == "length" and check is None:
             return None
-        if check is not None and _safe_check(check, entry["text"]):
+        problem = _safe_check(check, entry["text"]) if check is not None else None
+        if problem and not entry.get("failed"):
             return None
         self.meter.record(self.model, 0, 0, cached=True, purpose=req.purpose)
+        if problem:  # every attempt of an earlier run gave an unusable reply, and it still is one
+            return self._completion(req, prepared, ok=False, text=None, reason=entry["failed"],
+                                    detail=f"{problem} (the reply kept from an earlier run; another sample "
+                                           f"number asks again)", cost_usd=0.0, cached=True, attempts=0)
         return self._completion(req, prepared, ok=True, text=entry["text"], reason=None, detail="cache hit",
                                 prompt_tokens=entry.get("prompt_tokens"),
                                 completion_tokens=entry.get("completion_tokens"), cost_usd=0.0,
@@ -551,6 +557,11 @@ class LLMClient:
             return self._completion(req, prepared, ok=True, text=text, reason=None, detail="",
                                     finish_reason=finish, attempts=attempt, failures=failures,
                                     elapsed_s=time.perf_counter() - start, **self._totals(spent))
+        if self.cache is not None and last.reply is not None and attempt == self.config.max_attempts:
+            # Every attempt gave an unusable reply: keep the last one, so a re-run reports this failure
+            # for 0 requests instead of paying again (a transient fault is not kept: it is retried).
+            self.cache.put(key, {"text": last.reply[0], "finish_reason": last.reply[1], "model": self.model,
+                                 "failed": last.reason})
         return self._completion(req, prepared, ok=False, text=None, reason=last.reason,
                                 detail=last.detail, attempts=len(failures), failures=failures,
                                 elapsed_s=time.perf_counter() - start, **self._totals(spent))
@@ -651,13 +662,13 @@ class LLMClient:
             problem = _safe_check(req.salvage, text)
             if problem:
                 raise _AttemptFailed("truncated", "reply cut at max_tokens (finish_reason=length) and "
-                                                  f"nothing complete in it: {problem}")
+                                                  f"nothing complete in it: {problem}", reply=(text, "length"))
             return text, choice.finish_reason
         if not text or not text.strip():
             raise _AttemptFailed("empty", "reply has no text")
         problem = _safe_check(req.validate, text) if req.validate else None
         if problem:
-            raise _AttemptFailed("invalid", problem)
+            raise _AttemptFailed("invalid", problem, reply=(text, choice.finish_reason or "stop"))
         return text, choice.finish_reason
 
 
