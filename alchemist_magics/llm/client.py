@@ -557,9 +557,10 @@ class LLMClient:
             return self._completion(req, prepared, ok=True, text=text, reason=None, detail="",
                                     finish_reason=finish, attempts=attempt, failures=failures,
                                     elapsed_s=time.perf_counter() - start, **self._totals(spent))
-        if self.cache is not None and last.reply is not None and attempt == self.config.max_attempts:
-            # Every attempt gave an unusable reply: keep the last one, so a re-run reports this failure
-            # for 0 requests instead of paying again (a transient fault is not kept: it is retried).
+        if self.cache is not None and last.reply is not None:
+            # The last attempt gave an unusable reply (those are retried, never final): keep it, so a
+            # re-run reports this failure for 0 requests instead of paying again (a transient fault
+            # is not kept: it is retried).
             self.cache.put(key, {"text": last.reply[0], "finish_reason": last.reply[1], "model": self.model,
                                  "failed": last.reason})
         return self._completion(req, prepared, ok=False, text=None, reason=last.reason,

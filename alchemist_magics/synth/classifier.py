@@ -18,26 +18,35 @@ its fold), so its comment, its flag and the label-model choice never see an in-s
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
+
+from .text_rules import SHAPES
 
 C = 10.0  # both logistic regressions' regularisation, fixed up front (as the guard's baselines)
 PARTS = ("tfidf", "embedding")
 CANDIDATE_PARTS = (("tfidf", "embedding"), ("embedding",), ("tfidf",))  # the first is used; all are scored
 
 
-_WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
-_LONG_NUMBER = re.compile(r"\d{5,}")  # longer than a count, a year or a price: a phone number, a code
-_LINK = re.compile(r"https?://|www\.|\.com\b")
+# the synthesizer's own shapes: longer than a count, a year or a price (a phone number, a code); a link
+_LONG_NUMBER, _LINK = re.compile(SHAPES["long_number"]), re.compile(SHAPES["link"])
+
+
+@functools.cache
+def _words():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer().build_analyzer()
 
 
 def words_and_shapes(text: str) -> list[str]:
-    """TF-IDF's default words (lowercased, 2+ word characters) plus one ``_longnum_`` per run of 5+
-    digits and one ``_url_`` when the text has a link. Texts without either tokenize exactly as
-    ``TfidfVectorizer()`` does."""
-    text = str(text).lower()
-    return _WORD.findall(text) + ["_longnum_"] * len(_LONG_NUMBER.findall(text)) + ["_url_"] * bool(_LINK.search(text))
+    """TF-IDF's default words (``TfidfVectorizer().build_analyzer()``) plus one ``_longnum_`` per
+    run of 5+ digits and one ``_url_`` when the text has a link. Texts without either tokenize
+    exactly as ``TfidfVectorizer()`` does."""
+    text = str(text)
+    return _words()(text) + ["_longnum_"] * len(_LONG_NUMBER.findall(text)) + ["_url_"] * bool(_LINK.search(text))
 
 
 def _vectorizer():
